@@ -1,0 +1,140 @@
+"""Per-call recording of what attention modules attend to.
+
+A cached model is shared by every browser session and thread, so modules must never keep
+their last maps as attributes. Instead each analysis opens a ``Recorder`` in a
+``contextvars`` context; modules look up the *current* recorder and write into it. Threads
+(and Streamlit sessions, which run in their own threads) each see only their own recorder.
+
+The recorder also carries per-call switches that the shared model consults:
+``disabled`` (module names to run as identity, for ablation), ``probe_layers`` (layers whose
+SimAM energy should be observed) and ``cam_layers`` (layers whose activation should become the
+start of the autograd graph for a CAM).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+_CURRENT: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
+    "attnviz_recorder", default=None
+)
+
+
+@dataclass
+class RawRecord:
+    """One tensor a module reported during a forward pass (batch dimension kept)."""
+
+    layer: str
+    module: str
+    kind: str
+    tensor: torch.Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Recorder:
+    """Collects records for one forward pass of one model.
+
+    Module names come from ``model.named_modules()`` so records are labelled by the path a
+    user sees in the model (``layer3.2.bn3.1``), without modules knowing their own names.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        *,
+        disabled: set[str] | frozenset[str] = frozenset(),
+        probe_layers: dict[str, float] | None = None,
+        cam_layers: set[str] | frozenset[str] = frozenset(),
+        keep: bool = True,
+    ) -> None:
+        self._names: dict[int, str] = (
+            {id(m): n for n, m in model.named_modules()} if model is not None else {}
+        )
+        self.disabled = frozenset(disabled)
+        self.probe_layers = dict(probe_layers or {})
+        self.cam_layers = frozenset(cam_layers)
+        self.keep = keep
+        self.records: list[RawRecord] = []
+        self.cam_activations: dict[str, torch.Tensor] = {}
+
+    def name_of(self, module: nn.Module) -> str:
+        return self._names.get(id(module), type(module).__name__)
+
+    def is_disabled(self, module: nn.Module) -> bool:
+        return bool(self.disabled) and self.name_of(module) in self.disabled
+
+    def add(
+        self,
+        module: nn.Module,
+        module_kind: str,
+        kind: str,
+        tensor: torch.Tensor,
+        *,
+        layer: str | None = None,
+        **meta: Any,
+    ) -> None:
+        if not self.keep:
+            return
+        self.records.append(
+            RawRecord(
+                layer=layer if layer is not None else self.name_of(module),
+                module=module_kind,
+                kind=kind,
+                tensor=tensor.detach(),
+                meta=meta,
+            )
+        )
+
+
+def current() -> Recorder | None:
+    """The recorder of the running call, or None when nobody is recording."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def recording(recorder: Recorder) -> Iterator[Recorder]:
+    token = _CURRENT.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _CURRENT.reset(token)
+
+
+def record(module: nn.Module, module_kind: str, kind: str, tensor: torch.Tensor, **meta: Any) -> None:
+    """Called by attention modules: report a tensor if someone is recording, else do nothing."""
+    rec = _CURRENT.get()
+    if rec is not None:
+        rec.add(module, module_kind, kind, tensor, **meta)
+
+
+def bypassed(module: nn.Module) -> bool:
+    """True when the current call asked for this module to act as identity (ablation)."""
+    rec = _CURRENT.get()
+    return rec is not None and rec.is_disabled(module)
+
+
+_STAGE_PATTERNS = (
+    re.compile(r"(?:^|\.)layer(\d+)(?:\.|$)"),
+    re.compile(r"(?:^|\.)blocks\.(\d+)(?:\.|$)"),
+    re.compile(r"(?:^|\.)features\.(\d+)(?:\.|$)"),
+    re.compile(r"(?:^|\.)block(\d+)(?:\.|$)"),
+    re.compile(r"(?:^|\.)stages\.(\d+)(?:\.|$)"),
+    re.compile(r"(?:^|\.)s(\d+)(?:\.|$)"),
+)
+
+
+def stage_of(layer: str) -> int:
+    """Best-effort stage number from a layer path (``layer3.1.bn3.1`` -> 3); -1 when unknown."""
+    for pattern in _STAGE_PATTERNS:
+        m = pattern.search(layer)
+        if m:
+            return int(m.group(1))
+    return -1

@@ -1,0 +1,34 @@
+"""Test-wide guarantees: no network, no GPU assumptions, a quiet torch."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Set before anything imports attnviz: nothing may be downloaded during tests.
+os.environ["ATTNVIZ_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+# Keep a developer's real weight caches out of the tests: online sources are tested with
+# weights the tests write into these empty caches.
+os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="attnviz-torch-home-")
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="attnviz-hf-cache-")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The offline default model, loaded once per session and shared, as in the app."""
+    from attnviz import load_model
+
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def samples():
+    from attnviz.samples import sample_paths
+
+    return sample_paths()
