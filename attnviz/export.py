@@ -1,0 +1,93 @@
+"""An analysis as files: PNG overlays per layer, raw maps (.npz), a JSON summary.
+
+The CLI writes these to a folder and the app zips the same set, so both exports agree.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnviz.analysis import Analysis
+from attnviz.charts import channel_weights_figure, figure_png
+from attnviz.render import overlay, to_png_bytes
+
+_SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_name(text: str) -> str:
+    return _SAFE.sub("_", text).strip("._") or "item"
+
+
+def raw_maps(analysis: Analysis) -> dict[str, np.ndarray]:
+    """Every record and CAM under a unique key (``layer/kind``, ``cam/method``)."""
+    arrays: dict[str, np.ndarray] = {}
+    for rec in analysis.records:
+        arrays[f"{rec.layer}/{rec.kind}"] = rec.data
+        if "channels" in rec.meta:
+            arrays[f"{rec.layer}/{rec.kind}_channels"] = np.asarray(rec.meta["channels"])
+    for method, cam in analysis.cams.items():
+        arrays[f"cam/{method}"] = cam
+    arrays["logits"] = analysis.logits
+    return arrays
+
+
+def npz_bytes(analysis: Analysis) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **raw_maps(analysis))
+    return buf.getvalue()
+
+
+def analysis_files(
+    analysis: Analysis, *, cmap: str = "jet", alpha: float = 0.5, extra: dict[str, Any] | None = None
+) -> dict[str, bytes]:
+    """File name -> content for one analysis (PNG overlays, maps.npz, summary.json)."""
+    files: dict[str, bytes] = {}
+    image = analysis.image
+    for rec in analysis.records:
+        base = safe_name(f"{rec.layer}_{rec.kind}")
+        if rec.kind == "channel_weights":
+            fig = channel_weights_figure(rec.data, title=f"{rec.layer} channel weights")
+            files[f"{base}.png"] = figure_png(fig)
+            continue
+        spatial = rec.spatial()
+        if spatial is not None:
+            files[f"{base}.png"] = to_png_bytes(overlay(image, spatial, cmap=cmap, alpha=alpha))
+    for method, cam in analysis.cams.items():
+        files[f"cam_{safe_name(method)}.png"] = to_png_bytes(
+            overlay(image, cam, cmap=cmap, alpha=alpha)
+        )
+    files["maps.npz"] = npz_bytes(analysis)
+    summary = analysis.summary()
+    summary["render"] = {"colormap": cmap, "alpha": alpha}
+    if extra:
+        summary.update(extra)
+    files["summary.json"] = json.dumps(summary, indent=2).encode()
+    return files
+
+
+def write_analysis(analysis: Analysis, folder: Path, **kwargs: Any) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in analysis_files(analysis, **kwargs).items():
+        path = folder / name
+        path.write_bytes(content)
+        written.append(path)
+    return written
+
+
+def zip_bundle(entries: dict[str, dict[str, bytes]], manifest: dict[str, Any]) -> bytes:
+    """A ZIP of several analyses (folder per image) plus a top-level manifest.json."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for folder, files in entries.items():
+            for name, content in files.items():
+                zf.writestr(f"{safe_name(folder)}/{name}", content)
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2))
+    return buf.getvalue()
