@@ -60,7 +60,8 @@ class AttentionRecord:
         if self.kind == "branch_share":
             return d[0]
         if self.kind == "affinity":
-            h, w = int(self.meta["height"]), int(self.meta["width"])
+            h = int(self.meta.get("key_height", self.meta["height"]))
+            w = int(self.meta.get("key_width", self.meta["width"]))
             return d.mean(axis=0).reshape(h, w)  # where the average query looks
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 # Set before anything imports attnviz: nothing may be downloaded during tests.
 os.environ["ATTNVIZ_OFFLINE"] = "1"
@@ -29,6 +30,6 @@ def default_model():
 
 @pytest.fixture(scope="session")
 def samples():
-    from attnviz.samples import sample_paths
-
-    return sample_paths()
+    """Sample photo stem -> path (chelsea, coffee, ...), straight from assets/samples."""
+    folder = Path(__file__).resolve().parents[1] / "assets" / "samples"
+    return {p.stem: p for p in sorted(folder.glob("*.jpg"))}

@@ -1,0 +1,153 @@
+"""The analysis API on the real offline default model."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from attnviz import analyze, analyze_batch
+from attnviz.errors import SettingsError
+from attnviz.inputs import load_image
+from attnviz.recorder import Recorder, recording
+
+
+@pytest.fixture(scope="module")
+def cat(samples):
+    return load_image(samples["chelsea"]).array
+
+
+@pytest.fixture(scope="module")
+def coffee(samples):
+    return load_image(samples["coffee"]).array
+
+
+def test_efficientnet_lite0_classifies_the_sample_photos(default_model, cat, coffee):
+    a_cat = analyze(cat, default_model, cam_methods=())
+    a_coffee = analyze(coffee, default_model, cam_methods=())
+    assert "cat" in a_cat.predictions[0].label.lower()
+    assert a_coffee.predictions[0].label == "espresso"
+    assert len(a_cat.predictions) == 5
+    probs = [p.probability for p in a_cat.predictions]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+
+
+def test_records_cover_every_probe_layer_with_valid_energy(default_model, cat):
+    a = analyze(cat, default_model, cam_methods=())
+    energy = a.by_kind("energy")
+    assert [r.layer for r in energy] == list(default_model.probe_layers)
+    assert len(energy) == 16
+    for r in energy:
+        assert r.module == "simam-probe" and r.data.ndim == 3
+        assert np.isfinite(r.data).all() and (r.data >= 0.5 - 1e-6).all()  # E_inv >= 1/2
+        assert r.stage >= 0
+
+
+def test_simam_probe_leaves_logits_bit_identical(default_model, cat):
+    x = default_model.preprocessing.to_tensor([cat])
+    with torch.no_grad():
+        plain = default_model.model(x)
+        rec = Recorder(default_model.model,
+                       probe_layers={p: 1e-4 for p in default_model.probe_layers})
+        with recording(rec):
+            probed = default_model.model(x)
+    assert len(rec.records) == len(default_model.probe_layers)
+    assert torch.equal(plain, probed)
+
+
+def test_analysis_logits_match_a_bare_forward(default_model, cat):
+    a = analyze(cat, default_model, cam_methods=("gradcam",))
+    with torch.no_grad():
+        bare = default_model.model(default_model.preprocessing.to_tensor([cat]))[0].numpy()
+    np.testing.assert_allclose(a.logits, bare, rtol=1e-5, atol=1e-5)
+
+
+def test_cam_defaults_to_top1_and_accepts_names_and_indices(default_model, coffee):
+    a = analyze(coffee, default_model, cam_methods=("gradcam",))
+    assert a.target == a.predictions[0].index and a.target_label == "espresso"
+    cam = a.cams["gradcam"]
+    assert cam.shape == (224, 224) and cam.min() >= 0 and cam.max() <= 1.0 + 1e-6
+    b = analyze(coffee, default_model, cam_methods=("gradcam",), target="cup")
+    assert b.target_label == "cup"
+    c = analyze(coffee, default_model, cam_methods=("gradcam",), target=968)
+    assert c.target == 968
+    assert not np.allclose(a.cams["gradcam"], b.cams["gradcam"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"cam_methods": ("gradkam",)}, "valid choices: gradcam"),
+        ({"target": 1000}, "out of range"),
+        ({"target": -1}, "out of range"),
+        ({"target": "not a class"}, "unknown class name"),
+        ({"cam_layer": "no.such.layer"}, "does not exist"),
+        ({"probe_layers": ["blocks.99"]}, "does not exist"),
+        ({"disabled": ["conv_stem"]}, "not an attention layer"),
+    ],
+)
+def test_bad_settings_are_clear_errors(default_model, cat, kwargs, fragment):
+    with pytest.raises(SettingsError, match=fragment):
+        analyze(cat, default_model, **kwargs)
+
+
+def test_probe_any_layer_with_a_chosen_lambda(default_model, cat):
+    a = analyze(cat, default_model, cam_methods=(), probe_layers=["conv_head"],
+                simam_lambda=0.1)
+    (rec,) = a.by_kind("energy")
+    assert rec.layer == "conv_head" and rec.data.shape == (1280, 7, 7)
+
+
+def test_batch_equals_single_analyses(default_model, cat, coffee):
+    batch = analyze_batch([cat, coffee], default_model, cam_methods=("gradcam",))
+    singles = [analyze(im, default_model, cam_methods=("gradcam",)) for im in (cat, coffee)]
+    for b, s in zip(batch, singles, strict=True):
+        assert [p.index for p in b.predictions] == [p.index for p in s.predictions]
+        np.testing.assert_allclose(b.cams["gradcam"], s.cams["gradcam"], atol=1e-4)
+        for rb, rs in zip(b.records, s.records, strict=True):
+            assert rb.layer == rs.layer
+            np.testing.assert_allclose(rb.data, rs.data, rtol=1e-4, atol=1e-4)
+
+
+def test_two_threads_on_one_shared_model_get_their_own_maps(default_model, cat, coffee):
+    serial = {name: analyze(im, default_model) for name, im in (("cat", cat), ("coffee", coffee))}
+    results: dict[str, list] = {"cat": [], "coffee": []}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def worker(name, image):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                results[name].append(analyze(image, default_model))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n, im))
+               for n, im in (("cat", cat), ("coffee", coffee))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    for name, runs in results.items():
+        assert len(runs) == 3
+        for run in runs:
+            ref = serial[name]
+            assert run.predictions[0].index == ref.predictions[0].index
+            assert len(run.records) == len(ref.records)
+            for got, want in zip(run.records, ref.records, strict=True):
+                np.testing.assert_allclose(got.data, want.data, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(run.cams["gradcam"], ref.cams["gradcam"], atol=1e-3)
+    assert serial["cat"].predictions[0].index != serial["coffee"].predictions[0].index
+
+
+def test_summary_is_json_ready(default_model, cat):
+    import json
+
+    s = analyze(cat, default_model).summary()
+    text = json.dumps(s)
+    assert s["model"] == default_model.id and len(s["top5"]) == 5
+    assert len(s["layers"]) == 16 and "gradcam" in text
