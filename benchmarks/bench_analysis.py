@@ -1,0 +1,110 @@
+"""Analysis cost against its physical limit (a bare forward) and against pytorch_grad_cam.
+
+For each model: a bare inference forward (``torch.inference_mode``, preprocessed tensor), the
+full attnviz analysis from the decoded photo (preprocessing, every attention record, Grad-CAM
+at the last stage for the top-1 class, top-5), and ``pytorch_grad_cam.GradCAM`` alone on the
+same tensor and target. Timings are interleaved medians from one run.
+Targets (issue 6): analysis <= 1.25x bare forward; analysis >= 2.5x faster than GradCAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import ROOT, interleaved, machine, save  # noqa: E402
+
+
+def _models(device: str):
+    from attnviz import load_model
+    from attnviz.checkpoints import save_safetensors
+    from attnviz.loader import build_architecture
+    from attnviz.zoo import get_spec
+
+    out = {"efficientnet_lite0-simam-probe (default)": load_model(device=device)}
+    tmp = ROOT / "benchmarks" / "results" / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for model_id in ("resnet50-cbam", "resnet50-simam"):
+        # Cost does not depend on weight values: random weights stand in for the published ones.
+        path = tmp / f"{model_id}.safetensors"
+        if not path.exists():
+            torch.manual_seed(0)
+            save_safetensors(build_architecture(get_spec(model_id)).state_dict(), path)
+        out[model_id] = load_model(model_id, checkpoint=path, device=device)
+    return out
+
+
+def run(device: str, reps: int, with_scorecam: bool = False) -> dict:
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from attnviz import analyze
+    from attnviz.inputs import load_image
+
+    image = load_image(ROOT / "assets" / "samples" / "chelsea.jpg").array
+    rows = []
+    for name, loaded in _models(device).items():
+        model, dev = loaded.model, loaded.device
+        x = loaded.preprocessing.to_tensor([image]).to(dev)
+        target = analyze(image, loaded).target
+        layer = dict(model.named_modules())[loaded.cam_layer]
+        ref = GradCAM(model, [layer])
+        targets = [ClassifierOutputTarget(target)]
+        xg = x.clone().requires_grad_(True)
+
+        def bare():
+            with torch.inference_mode():
+                return model(x)
+
+        times = interleaved(
+            {
+                "bare_forward": bare,
+                "attnviz_analysis": lambda: analyze(image, loaded),
+                "pytorch_grad_cam_GradCAM": lambda: ref(xg, targets),
+            },
+            reps=reps, device=dev,
+        )
+        ref.activations_and_grads.release()
+        a = analyze(image, loaded)
+        scorecam = None
+        if with_scorecam:
+            # ScoreCAM runs one forward per channel of the target layer (batched): its own cost.
+            t0 = time.perf_counter()
+            analyze(image, loaded, cam_methods=("scorecam",))
+            scorecam = time.perf_counter() - t0
+        print(f"{name}: {times}", file=sys.stderr, flush=True)
+        rows.append({
+            "model": name,
+            "device": str(dev),
+            "records": len(a.records),
+            **{f"{k}_ms": round(v * 1000, 1) for k, v in times.items()},
+            "analysis_over_bare": round(times["attnviz_analysis"] / times["bare_forward"], 3),
+            "gradcam_over_analysis": round(
+                times["pytorch_grad_cam_GradCAM"] / times["attnviz_analysis"], 2),
+            "scorecam_analysis_ms": None if scorecam is None else round(scorecam * 1000, 1),
+        })
+    return {"machine": machine(), "reps": reps, "rows": rows}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--scorecam", action="store_true", help="also time ScoreCAM (slow on CPU)")
+    args = p.parse_args()
+    result = run(args.device, args.reps, args.scorecam)
+    path = save(f"analysis-{args.device}", result)
+    print(f"# machine: {result['machine']}")
+    for r in result["rows"]:
+        print(r)
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
