@@ -151,3 +151,15 @@ def test_summary_is_json_ready(default_model, cat):
     text = json.dumps(s)
     assert s["model"] == default_model.id and len(s["top5"]) == 5
     assert len(s["layers"]) == 16 and "gradcam" in text
+
+
+def test_probe_energy_equals_the_simam_module_formula():
+    from attnviz.attention.probe import probe_energy
+    from attnviz.attention.simam import simam_energy
+
+    torch.manual_seed(0)
+    for shape in [(2, 3, 7, 5), (1, 4, 1, 9), (1, 2, 1, 1), (1, 8, 56, 56)]:
+        x = torch.randn(shape) * 3 + 1
+        for lam in (1e-4, 0.1):
+            torch.testing.assert_close(probe_energy(x, lam), simam_energy(x, lam),
+                                       rtol=1e-4, atol=1e-5)

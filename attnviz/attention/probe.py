@@ -1,10 +1,12 @@
 """Attention found and observed in place: in models attnviz did not build, or as a probe.
 
-Foreign squeeze-excitation blocks (torchvision ``SqueezeExcitation`` in MobileNetV3,
-EfficientNet and RegNetY; timm ``SEModule``/``EffectiveSEModule``) are found by type and
-their gate is read from the gate module's own output, so the numbers are exactly the ones the
-network multiplies by. SimAM can run as a probe: a forward hook computes the energy of a
-layer's output and returns nothing, so the network's output is untouched.
+Foreign attention modules (torchvision ``SqueezeExcitation`` in MobileNetV3, EfficientNet and
+RegNetY; timm's SE/ECA/Gather-Excite/CBAM modules; the published SimAM/CBAM/BAM classes) are
+found by type and their gate is read from the gate module's own output where there is one, so
+the numbers are exactly the ones the network multiplies by (``attention.foreign``). Attention
+of any other class is found by behaviour (``attention.detect``). SimAM can run as a probe: a
+forward hook computes the energy of a layer's output and returns nothing, so the network's
+output is untouched.
 
 Hooks are installed once per model and stay; whether they record is decided per call by the
 current recorder, so a shared model serves concurrent callers safely.
@@ -13,7 +15,7 @@ current recorder, so a shared model serves concurrent callers safely.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -29,7 +31,13 @@ TOP_K = 8
 class FoundAttention:
     layer: str
     module_kind: str  # "se", "cbam", "simam", ...
-    source: str  # "attnviz", "torchvision", "timm"
+    source: str  # "attnviz", "torchvision", "timm", "published", "behaviour", "override"
+    how: str = "type"  # "type": by class; "behaviour": from a probe pass; "override": by the user
+    confidence: float = 1.0
+    reason: str = ""
+    records: tuple[str, ...] = ()  # record kinds it produces
+    # How to record it when it does not record itself (see attention.foreign.Part).
+    parts: tuple = field(default=(), compare=False, repr=False)
 
 
 def _own_kinds() -> dict[type, str]:
@@ -42,29 +50,36 @@ def _own_kinds() -> dict[type, str]:
     return {getattr(A, cls): kind for cls, kind in pairs.items() if hasattr(A, cls)}
 
 
-def _foreign_gate(module: nn.Module) -> tuple[str, nn.Module] | None:
-    """(source, gate child) for a foreign SE block, else None."""
-    name = type(module).__name__
-    origin = type(module).__module__
-    if name == "SqueezeExcitation" and origin.startswith("torchvision"):
-        return "torchvision", module.scale_activation
-    if name in {"SEModule", "EffectiveSEModule"} and origin.startswith("timm"):
-        return "timm", module.gate
-    return None
-
-
 def find_attention(model: nn.Module) -> list[FoundAttention]:
-    """Every attention module in a model, by type, in forward order of registration."""
+    """Every attention module in a model, by type, in order of registration.
+
+    attnviz's own modules; torchvision ``SqueezeExcitation``; timm ``SEModule``,
+    ``EffectiveSEModule``, ``SqueezeExcite``, ``EcaModule``, ``CecaModule``, ``GatherExcite``,
+    ``CbamModule``, ``LightCbamModule``; and the published classes ``simam_module``, ``CBAM``,
+    ``ChannelGate``, ``SpatialGate``, ``BAM`` (see ``attention.foreign``). Modules inside a
+    found one are its parts, not separate findings. Anything else: ``attention.detect``.
+    """
+    from attnviz.attention.foreign import RECORD_KINDS, foreign_kind, type_parts
+
     own = _own_kinds()
-    found = []
+    found: list[FoundAttention] = []
+    inside: list[str] = []
     for name, module in model.named_modules():
+        if any(name.startswith(p) for p in inside):
+            continue
         kind = own.get(type(module))
         if kind is not None:
-            found.append(FoundAttention(name, kind, "attnviz"))
+            found.append(FoundAttention(name, kind, "attnviz", records=RECORD_KINDS.get(kind, ())))
+            inside.append(f"{name}." if name else "")
             continue
-        foreign = _foreign_gate(module)
+        foreign = foreign_kind(module)
         if foreign is not None:
-            found.append(FoundAttention(name, "se", foreign[0]))
+            kind, source = foreign
+            found.append(FoundAttention(
+                name, kind, source, reason=f"{source} {type(module).__name__}",
+                records=RECORD_KINDS.get(kind, ()), parts=type_parts(name, module, kind),
+            ))
+            inside.append(f"{name}." if name else "")
     return found
 
 
@@ -76,55 +91,22 @@ def _registry(model: nn.Module) -> dict[str, object]:
     return reg
 
 
-def install_native_recorders(model: nn.Module) -> list[str]:
-    """Record the gates of foreign SE blocks; returns their layer names."""
+def install_native_recorders(
+    model: nn.Module, found: list[FoundAttention] | None = None
+) -> list[str]:
+    """Hook the foreign attention modules (those that do not record themselves).
+
+    ``found``: what to hook (default: ``find_attention(model)``); returns their layer names.
+    Each hook records what the module multiplies by, exactly (``attention.foreign``).
+    """
+    from attnviz.attention.foreign import install_parts
+
     names = []
-    with _INSTALL_LOCK:
-        reg = _registry(model)
-        for name, module in model.named_modules():
-            foreign = _foreign_gate(module)
-            if foreign is None:
-                continue
-            names.append(name)
-            key = f"native:{name}"
-            if key in reg:
-                continue
-            gate = foreign[1]
-            reg[key] = (
-                gate.register_forward_hook(_gate_hook(name, module)),
-                module.register_forward_hook(_top_channels_hook(name)),
-            )
+    for f in find_attention(model) if found is None else found:
+        if f.parts:
+            install_parts(model, f.layer, f.module_kind, f.parts)
+            names.append(f.layer)
     return names
-
-
-def _gate_hook(layer: str, parent: nn.Module):
-    def hook(_mod: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        rec = current()
-        if rec is not None:
-            rec.add(parent, "se", "channel_weights", output.flatten(1), layer=layer)
-
-    return hook
-
-
-def _top_channels_hook(layer: str):
-    def hook(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
-        rec = current()
-        if rec is None or not rec.keep:
-            return
-        weights = next(
-            (r.tensor for r in reversed(rec.records)
-             if r.layer == layer and r.kind == "channel_weights"),
-            None,
-        )
-        x = inputs[0] if inputs else None
-        if weights is None or not isinstance(x, torch.Tensor) or x.dim() != 4:
-            return
-        k = min(TOP_K, weights.shape[1])
-        idx = weights.topk(k, dim=1).indices
-        feats = torch.gather(x.detach(), 1, idx[:, :, None, None].expand(-1, -1, *x.shape[2:]))
-        rec.add(module, "se", "top_channels", feats, layer=layer, channels=idx[0].tolist())
-
-    return hook
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -153,9 +135,23 @@ def install_simam_probe(model: nn.Module, layer: str) -> None:
             reg[key] = module.register_forward_hook(_probe_hook(layer))
 
 
-def _probe_hook(layer: str):
-    from attnviz.attention.simam import simam_energy
+def probe_energy(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
+    """SimAM's ``E_inv`` for observation only: one statistics pass, then in-place updates.
 
+    Same numbers as ``attention.simam.simam_energy`` (tested), but with no autograd to
+    serve it avoids four full-size temporaries, which is most of a probe's cost.
+    """
+    n = x.shape[-2] * x.shape[-1]
+    if n <= 1:
+        return torch.full_like(x, 0.5)
+    var, mean = torch.var_mean(x, dim=(-2, -1), keepdim=True, correction=1)
+    energy = x - mean
+    energy.square_()
+    energy.mul_(0.25 / (var + e_lambda))
+    return energy.add_(0.5)
+
+
+def _probe_hook(layer: str):
     def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         rec = current()
         if rec is None or layer not in rec.probe_layers:
@@ -163,7 +159,7 @@ def _probe_hook(layer: str):
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             return None
         with torch.no_grad():
-            energy = simam_energy(output.detach(), rec.probe_layers[layer])
+            energy = probe_energy(output.detach(), rec.probe_layers[layer])
         rec.add(module, "simam-probe", "energy", energy, layer=layer)
         return None
 
