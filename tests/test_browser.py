@@ -155,3 +155,30 @@ def test_upload_a_photo_and_see_the_overlays(server, browser, samples):
     _save_screenshot(page)
     assert ARTIFACT.stat().st_size < SHOT_LIMIT
     assert time.monotonic() - started < 120
+
+
+def test_a_corrupt_upload_shows_its_error_and_the_page_keeps_working(
+        server, browser, samples, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"this is a text file pretending to be a photo\n" * 20)
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(server)
+    page.get_by_text("Upload one or several photos").wait_for(timeout=90_000)
+    _wait_until_idle(page)
+    upload = page.locator('[data-testid="stMain"] [data-testid="stFileUploader"] '
+                          'input[type="file"]')
+
+    upload.set_input_files(str(broken))
+    alert = page.locator('[data-testid="stAlert"]', has_text="broken.jpg")
+    alert.first.wait_for(timeout=90_000)
+    assert "not an image" in alert.first.inner_text()
+    assert page.locator("text=Traceback").count() == 0
+
+    # The same session goes on: a good photo next to the bad one is analysed as usual.
+    upload.set_input_files([str(broken), str(samples["coffee"])])
+    page.get_by_text("coffee.jpg · 600×400 · upload").wait_for(timeout=90_000)
+    _wait_until_idle(page)
+    overlays = '[data-testid="stTabs"] [data-testid="stImage"] img'
+    page.wait_for_function(
+        f"document.querySelectorAll('{overlays}').length >= 16", timeout=60_000)
+    assert "espresso" in page.locator('[data-testid="stProgress"]').first.inner_text()
