@@ -42,6 +42,7 @@ class LoadedModel:
     probe_layers: tuple[str, ...] = ()
     attention: tuple[FoundAttention, ...] = ()
     load_seconds: float = 0.0
+    notes: tuple[str, ...] = ()  # what a user should know about this model (limits, conversions)
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -224,3 +224,26 @@ class CheckpointRequired(WeightSource):
             f"this model needs a checkpoint file: pass --checkpoint FILE (CLI), upload one "
             f"(app) or checkpoint=... (API); published weights: {self.published}"
         )
+
+
+@dataclass(frozen=True)
+class InlineSource(WeightSource):
+    """Weights that come with the model itself: set by a user's factory, inside a TorchScript
+    file, or deliberately random. Nothing separate to load."""
+
+    description: str
+    kind: str = "inline"
+
+    def describe(self) -> str:
+        return self.description
+
+    def available_offline(self) -> bool:
+        return True
+
+    def availability(self) -> str:
+        return "offline"
+
+    def load(self) -> StateDict:
+        raise WeightsUnavailableError(
+            f"{self.description}: these weights are part of the model, not a separate file"
+        )
