@@ -13,10 +13,11 @@ import streamlit as st
 
 from attnviz.cam import CAM_METHODS, CAM_TITLES
 from attnviz.charts import blocks_heatmap_figure, channel_weights_figure, figure_png
+from attnviz.custom import select_records
 from attnviz.devices import available_devices
 from attnviz.render import colormap_names
 from attnviz.samples import sample_paths
-from attnviz.ui import catalog, state, views
+from attnviz.ui import catalog, custom_model, state, views
 from attnviz.ui.bundle import batch_csv, bundle_zip
 from attnviz.ui.feedback import guarded
 from attnviz.ui.learn import LESSONS
@@ -69,48 +70,178 @@ def zoo_dialog() -> None:
     st.dataframe(pd.DataFrame(catalog.zoo_rows(choices)), hide_index=True, width="stretch")
 
 
+# --- sidebar: your own model (a TorchScript file, a timm name, a Python factory) -------------
+# Chosen by the radio above the zoo picker. The logic (keys, corrections, table rows) lives in
+# attnviz/ui/custom_model.py; these functions only place widgets.
+
+MODEL_SOURCES = {"zoo": "Model zoo", "own": "Your own model"}
+
+
+def own_model_inputs() -> custom_model.OwnInputs:
+    """Where the user's own model comes from: drawn before loading."""
+    allowed = custom_model.factory_allowed()
+    source = st.selectbox("Load from", custom_model.source_options(allowed), key="own_source",
+                          format_func=custom_model.SOURCE_TITLES.get)
+    st.caption(custom_model.source_note(source))
+    fields: dict = {}
+    if source == "factory":
+        fields["factory"] = st.text_input(
+            "Factory on this server", key="own_factory", placeholder="path/to/file.py:build_model",
+            help="A function that returns a torch.nn.Module: a file path (relative to the folder "
+                 "the server runs in) or an importable package.module, a colon, its name.")
+        fields["factory_kwargs"] = st.text_input("Keyword arguments (JSON)",
+                                                 key="own_factory_kwargs",
+                                                 placeholder='{"num_classes": 10}')
+    elif source == "timm":
+        fields["timm_name"] = st.text_input("timm model name", key="own_timm",
+                                            placeholder="resnet50.a1_in1k")
+        fields["num_classes"] = st.number_input("Classes", 1, 100_000, value=None,
+                                                key="own_num_classes",
+                                                placeholder="the model's own (1000)")
+        fields["allow_random"] = st.checkbox("Random weights when none are cached",
+                                             key="own_allow_random",
+                                             help="to look at the architecture only")
+    if source == "torchscript":
+        up = st.file_uploader("TorchScript file (torch.jit.save)", key="own_torchscript",
+                              type=custom_model.TORCHSCRIPT_TYPES,
+                              max_upload_size=CHECKPOINT_MAX_MB)
+    else:
+        up = st.file_uploader("Checkpoint (optional)", type=CHECKPOINT_TYPES,
+                              key=f"own_checkpoint:{source}", max_upload_size=CHECKPOINT_MAX_MB)
+        st.caption(custom_model.source_note("checkpoint"))
+    with st.expander("Classes and input size"):
+        fields["input_size"] = st.number_input("Input size (pixels, square)", 16, 2048,
+                                               value=None, key="own_input_size",
+                                               placeholder="224 (timm: the model's own)")
+        fields["labels_text"] = st.text_area(
+            "Class names, one per line", key="own_labels",
+            placeholder="empty: ImageNet names for 1000 classes, else class 0, class 1, …")
+    if not allowed:
+        st.caption(custom_model.FACTORY_OFF)
+    return custom_model.OwnInputs(source, data=up.getvalue() if up is not None else None,
+                                  data_name=up.name if up is not None else "", **fields)
+
+
+def load_own_model(own: custom_model.OwnInputs, device: str):
+    """The user's model with their corrections (or without them, saying why); None, None while
+    something is missing."""
+    base = custom_model.make_key(own, device)
+    if base is None:
+        st.sidebar.info(custom_model.waiting_message(own.source))
+        return None, None
+    key = base.with_corrections(*custom_model.corrections(st.session_state, base.scope))
+    with st.spinner(f"Loading {key.label} …"):
+        loaded, used_key, problem = state.get_own_model(key, own.data)
+    if problem:
+        st.error(problem)
+    return loaded, used_key
+
+
+def own_model_findings(loaded, key: custom_model.CustomKey) -> list[str]:
+    """After loading: the attention found, which layers to show, corrections of the detection.
+    Returns the layers whose maps the tabs show."""
+    scope = key.scope
+    st.caption(custom_model.summary(loaded))
+    for note in loaded.notes:
+        st.info(note)
+    overrides, _ = custom_model.corrections(st.session_state, scope)
+    rows = custom_model.found_rows(loaded, overrides,
+                                   st.session_state.get(custom_model.extra_key(scope), ()))
+    st.markdown(f"**Attention found** ({len(custom_model.shown_options(rows))})")
+    if rows:
+        column = st.column_config
+        st.dataframe(custom_model.table(rows), hide_index=True, width="stretch", column_config={
+            "layer": column.TextColumn(help="the module's path in the network"),
+            "kind": column.TextColumn(width="small", help=custom_model.KINDS_HELP),
+            "confidence": column.NumberColumn("conf.", format="%.2f", width="small",
+                                              help="how sure detection is (1: known by type)"),
+            "found by": column.TextColumn("by", width="small",
+                                          help="type: a known class; behaviour: what it does "
+                                               "on a probe input; override: set by you"),
+        })
+    else:
+        st.caption("None found. Lower the minimum confidence or read a layer as attention "
+                   "under 'Correct the detection'.")
+    options = custom_model.shown_options(rows)
+    shown_key, known_key = custom_model.shown_key(scope), custom_model.known_key(scope)
+    st.session_state[shown_key] = custom_model.carry_selection(
+        st.session_state.get(shown_key), st.session_state.get(known_key), options)
+    st.session_state[known_key] = options
+    chosen = st.multiselect("Attention layers shown", options, key=shown_key,
+                            placeholder="none: predictions and CAM only",
+                            help="Only these layers' maps appear in the tabs and exports.")
+    with st.expander("Correct the detection"):
+        st.slider("Minimum confidence", 0.0, 1.0, custom_model.DEFAULT_MIN_CONFIDENCE, 0.05,
+                  key=custom_model.min_confidence_key(scope),
+                  help="Modules found by their behaviour below this confidence are left out.")
+        for row in rows:
+            st.selectbox(f"`{row['layer']}` read as", custom_model.READ_AS,
+                         key=custom_model.read_as_key(scope, row["layer"]),
+                         format_func=lambda o, r=row: custom_model.read_as_label(o, r))
+        st.multiselect("Read more layers", custom_model.addable_layers(loaded, rows),
+                       key=custom_model.extra_key(scope), placeholder="any layer of the model",
+                       help="Layers detection did not report: each gets a 'read as' menu above.")
+    return custom_model.layers_shown(rows, chosen)
+
+
 # --- sidebar: model, analysis settings, display -------------------------------------------
 
 choices = model_choices()
 by_id = {c.id: c for c in choices}
 ids = list(by_id)
+own = None  # the inputs of 'Your own model', None for a zoo model
 
 with st.sidebar:
     st.header("Model")
-    model_id = st.selectbox(
-        "Backbone + attention + weights", ids,
-        index=ids.index(DEFAULT_MODEL_ID) if DEFAULT_MODEL_ID in by_id else 0,
-        format_func=lambda i: by_id[i].label, key="model_id",
-        help="Every model of the zoo, with whether its weights are here: offline and cached "
-             "ones work without a network.")
-    choice = by_id[model_id]
-    st.caption(f"**Attention:** {catalog.MODULE_NAMES.get(choice.attention, choice.attention)}"
-               f" ({choice.placement})  \n**Weights:** {choice.weights}  \n"
-               f"**Availability:** {catalog.BADGES.get(choice.availability)} — "
-               f"{catalog.AVAILABILITY_HELP.get(choice.availability, '')}")
-    if choice.notes:
-        st.caption(choice.notes)
-    if st.button("All models and their weights", key="zoo", icon=":material/table_view:"):
-        zoo_dialog()
-    with st.expander("Your own checkpoint", expanded=choice.availability == "needs file"):
-        checkpoint_file = st.file_uploader(
-            f"Weights for {model_id} (.safetensors preferred; .pth is read without running "
-            "code)", type=CHECKPOINT_TYPES, key=f"checkpoint:{model_id}",
-            max_upload_size=CHECKPOINT_MAX_MB)
+    if st.radio("Model source", list(MODEL_SOURCES), key="model_source", horizontal=True,
+                format_func=MODEL_SOURCES.get, label_visibility="collapsed") == "own":
+        own = own_model_inputs()
+        model_id, checkpoint_file = "", None
+    else:
+        model_id = st.selectbox(
+            "Backbone + attention + weights", ids,
+            index=ids.index(DEFAULT_MODEL_ID) if DEFAULT_MODEL_ID in by_id else 0,
+            format_func=lambda i: by_id[i].label, key="model_id",
+            help="Every model of the zoo, with whether its weights are here: offline and "
+                 "cached ones work without a network.")
+        choice = by_id[model_id]
+        st.caption(f"**Attention:** "
+                   f"{catalog.MODULE_NAMES.get(choice.attention, choice.attention)}"
+                   f" ({choice.placement})  \n**Weights:** {choice.weights}  \n"
+                   f"**Availability:** {catalog.BADGES.get(choice.availability)} — "
+                   f"{catalog.AVAILABILITY_HELP.get(choice.availability, '')}")
+        if choice.notes:
+            st.caption(choice.notes)
+        if st.button("All models and their weights", key="zoo", icon=":material/table_view:"):
+            zoo_dialog()
+        with st.expander("Your own checkpoint", expanded=choice.availability == "needs file"):
+            checkpoint_file = st.file_uploader(
+                f"Weights for {model_id} (.safetensors preferred; .pth is read without running "
+                "code)", type=CHECKPOINT_TYPES, key=f"checkpoint:{model_id}",
+                max_upload_size=CHECKPOINT_MAX_MB)
     device = st.selectbox("Device", ["auto", *available_devices()], key="device",
                           help="auto picks the fastest device present")
 
-checkpoint = checkpoint_file.getvalue() if checkpoint_file is not None else None
 model = key = None
+shown_layers = None  # the attention layers whose maps are shown (None: all)
+load_failed = True  # stays True when the guarded block below reports an error
 with guarded("loading the model"):
-    key = state.model_key(model_id, device, checkpoint,
-                          checkpoint_file.name if checkpoint_file is not None else "")
-    with st.spinner(f"Loading {model_id} …"):
-        model = state.get_model(key, checkpoint)
+    if own is not None:
+        model, key = load_own_model(own, device)
+        model_id = model.id if model is not None else ""
+    else:
+        checkpoint = checkpoint_file.getvalue() if checkpoint_file is not None else None
+        key = state.model_key(model_id, device, checkpoint,
+                              checkpoint_file.name if checkpoint_file is not None else "")
+        with st.spinner(f"Loading {model_id} …"):
+            model = state.get_model(key, checkpoint)
+    load_failed = False
 
 with st.sidebar:
     if model is not None:
         st.caption(f"Loaded on {model.device} in {model.load_seconds:.1f} s.")
+        if own is not None:
+            shown_layers = own_model_findings(model, key)
     st.header("Analysis")
     with st.expander("CAM methods"):
         cam_methods = st.pills(
@@ -134,7 +265,8 @@ with st.sidebar:
     normalization = st.radio("Normalisation", list(NORMALIZATIONS), key="normalization",
                              format_func=NORMALIZATIONS.get)
 
-settings = state.AnalysisSettings(tuple(cam_methods), target, (), float(simam_lambda))
+settings = state.AnalysisSettings(custom_model.usable_cams(model, cam_methods), target, (),
+                                  float(simam_lambda))
 
 # --- images ---------------------------------------------------------------------------------
 
@@ -173,16 +305,26 @@ if len(images) > 1:
 
 if model is None:
     photo_col.image(views.display_photo(current.array), caption=current.name)
-    st.warning("No model is loaded, so there is nothing to analyse yet; the message above says "
-               "why. Pick a model marked offline (the default is one).")
+    if own is not None and not load_failed:
+        st.warning("Your own model is not loaded yet, so there is nothing to analyse: say where "
+                   "it comes from in the sidebar.")
+    else:
+        st.warning("No model is loaded, so there is nothing to analyse yet; the message above "
+                   "says why. " + ("Correct it in the sidebar." if own is not None else
+                                   "Pick a model marked offline (the default is one)."))
     st.stop()
+
+
+def shown(a):
+    """An analysis with only the attention layers picked in the sidebar (own models)."""
+    return select_records(a, shown_layers)
 
 
 def analysis_of(image: state.ImageItem, s: state.AnalysisSettings = settings):
     if not state.is_cached(image, key, s):
         with st.spinner(f"Analysing {image.name} …"):
-            return state.get_analysis(image, model, key, s)
-    return state.get_analysis(image, model, key, s)
+            return shown(state.get_analysis(image, model, key, s))
+    return shown(state.get_analysis(image, model, key, s))
 
 
 def batch_analyses(s: state.AnalysisSettings = settings) -> list:
@@ -193,7 +335,7 @@ def batch_analyses(s: state.AnalysisSettings = settings) -> list:
         if bar is None and not state.is_cached(im, key, s):
             bar = st.progress(i / len(images), text="Analysing the batch …")
         with guarded(f"analysing {im.name}"):
-            out.append((im, state.get_analysis(im, model, key, s)))
+            out.append((im, shown(state.get_analysis(im, model, key, s))))
         if bar is not None:
             bar.progress((i + 1) / len(images), text=f"Analysed {i + 1} of {len(images)}")
     if bar is not None:
@@ -233,7 +375,7 @@ with top_col:
                f"{analysis.timings.get('cam', 0):.2f} s")
 
     def whole_bundle() -> bytes:
-        named = [(im.name, state.get_analysis(im, model, key, settings)) for im in images]
+        named = [(im.name, shown(state.get_analysis(im, model, key, settings))) for im in images]
         return bundle_zip(named, model={"id": model.id, "title": model.spec.title,
                                         "weights": model.weights, "device": str(model.device),
                                         "checkpoint": key.checkpoint_name or None},
@@ -372,6 +514,9 @@ def weights_tab() -> None:
 
 
 def cam_tab() -> None:
+    if not model.cam_layer:
+        st.info(custom_model.no_cam_message(model))
+        return
     if not analysis.cams:
         st.info("Pick at least one CAM method in the sidebar.")
         return
@@ -387,9 +532,11 @@ def cam_tab() -> None:
 
 
 def compare_tab() -> None:
-    options = catalog.comparable(model_id, choices)
+    options = (catalog.comparable(model_id, choices) if own is None
+               else custom_model.comparable(model, choices))
+    title = {**{c.id: c.title for c in choices}, model_id: model.spec.title}
     picked = st.multiselect("Models to compare", options, default=options[:4],
-                            key="compare_models", format_func=lambda i: by_id[i].title)
+                            key="compare_models", format_func=title.get)
     shared = target if target is not None else analysis.target
     st.caption(f"Shared target class for every model: **{model.labels[shared]}** ({shared}). "
                "Offered: the current model and every model with the same classes whose weights "
@@ -403,12 +550,12 @@ def compare_tab() -> None:
     for i, mid in enumerate(picked):
         with guarded(f"running {mid}"):
             mkey = key if mid == model_id else state.model_key(mid, device)
-            m = state.get_model(mkey, checkpoint if mid == model_id else None)
+            m = model if mid == model_id else state.get_model(mkey)
             # The current model's own analysis already explains its top-1: reuse it.
             same = mid == model_id and target is None
             a = state.get_analysis(current, m, mkey, settings if same else
                                    settings.with_target(shared))
-            results.append((mid, a))
+            results.append((mid, shown(a) if mid == model_id else a))
         progress.progress((i + 1) / max(len(picked), 1), text=f"{i + 1} of {len(picked)} models")
     progress.empty()
     all_rows, tiles = [], []
@@ -422,7 +569,7 @@ def compare_tab() -> None:
         tiles += model_tiles
         c1, c2 = st.columns([1, 3])
         p = views.probabilities(a)[shared] if shared < a.logits.size else float("nan")
-        c1.markdown(f"**{by_id[mid].title}**  \ntop-1: {a.predictions[0].label} "
+        c1.markdown(f"**{title[mid]}**  \ntop-1: {a.predictions[0].label} "
                     f"({a.predictions[0].probability:.1%})  \np(target) = {p:.1%}")
         if rows:
             mean_r, mean_iou = views.mean_agreement(rows)

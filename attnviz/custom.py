@@ -302,11 +302,14 @@ def _same(y: torch.Tensor, expected: torch.Tensor) -> bool:
     return float((y.detach().float() - e).norm()) <= 1e-4 * scale
 
 
-def _script_chain(script: nn.Module, probe: torch.Tensor) -> ScriptChain | None:
-    """The model as a chain of (opened) children, or None when no exact chain exists."""
+def _script_chain(script: nn.Module, probe: torch.Tensor) -> nn.Module | None:
+    """The model as a chain of (opened) children, or None when no exact chain exists.
+
+    A top-level ``Sequential`` opens into an ``nn.Sequential``, itself a chain.
+    """
     with torch.no_grad():
         module, _ = _open(script, probe)
-    return module if isinstance(module, ScriptChain) else None
+    return module if isinstance(module, (ScriptChain, nn.Sequential)) else None
 
 
 def _load_script(source: FileLike, name: str | None, device: torch.device) -> nn.Module:

@@ -302,6 +302,21 @@ def test_torchscript_file_is_opened_into_hookable_chains(user_files):
     assert energy.layer == "features.5" and energy.data.shape == (8, 16, 16)
 
 
+def test_a_traced_top_level_sequential_is_a_hookable_chain(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4),
+    ).eval()
+    path = tmp_path / "seq.pt"
+    torch.jit.save(torch.jit.trace(net, torch.randn(1, 3, 16, 16)), str(path))
+    model = load_custom_model(torchscript=path, input_size=16, device="cpu")
+    assert model.cam_layer != ""
+    a = analyze(IMAGE, model)
+    assert a.cams["gradcam"].shape == (16, 16)
+
+
 def test_torchscript_upload_that_is_not_a_chain_gives_predictions_only(tmp_path):
     class TwoBranches(torch.nn.Module):
         def __init__(self):

@@ -24,10 +24,11 @@ AVAILABILITY_HELP = {
     "needs file": "no package or hub serves these weights: upload a checkpoint file",
     "missing": "the weights file this entry points at is not there",
 }
-MODULE_NAMES = {
+MODULE_NAMES = {  # short names; attention.detect.KIND_TITLES says what each kind is
     "simam": "SimAM", "se": "SE", "cbam": "CBAM", "cam": "CAM",
     "sam": "SAM", "bam": "BAM", "nonlocal": "Non-local", "stn": "STN",
-    "sssa": "SSSA", "none": "no attention",
+    "sssa": "SSSA", "eca": "ECA", "ge": "Gather-Excite", "gate3d": "3-D gate",
+    "none": "no attention",
 }
 
 

@@ -2,10 +2,12 @@
 
 Every widget change reruns the whole page, so anything costly is keyed by exactly what it
 depends on. A model depends on its zoo id, the device it runs on and the checkpoint file (by
-content digest); an analysis depends on the image (by pixel digest), that model key and the
-analysis settings (CAM methods, target class, switched-off layers, SimAM lambda). Display
-settings (colormap, opacity, normalisation, the open tab) are deliberately not part of any key:
-changing them only re-renders pictures from the cached numbers.
+content digest); a user's own model on a ``custom_model.CustomKey`` (source, digests of its
+files, arguments, corrections of the detection). An analysis depends on the image (by pixel
+digest), that model key and the analysis settings (CAM methods, target class, switched-off
+layers, SimAM lambda). Display settings (colormap, opacity, normalisation, the open tab, the
+attention layers shown) are deliberately not part of any key: changing them only re-renders
+pictures from the cached numbers.
 
 Models live in ``st.cache_resource`` (one per key, shared by every browser session; the
 package's per-call recorder makes concurrent use safe); analyses and decoded uploads live in
@@ -25,11 +27,13 @@ import streamlit as st
 from attnviz import analysis as analysis_module
 from attnviz.analysis import Analysis
 from attnviz.devices import resolve_device
-from attnviz.errors import CheckpointError, WeightsUnavailableError
+from attnviz.errors import AttnvizError, CheckpointError, WeightsUnavailableError
 from attnviz.inputs import load_image
 from attnviz.loader import LoadedModel, load_model
 from attnviz.sources import CheckpointRequired, offline
+from attnviz.ui import custom_model
 from attnviz.ui.cache import BoundedCache
+from attnviz.ui.custom_model import CustomKey
 from attnviz.zoo import get_spec
 
 MODEL_CACHE_ENTRIES = 4
@@ -156,6 +160,55 @@ def get_model(key: ModelKey, checkpoint: bytes | None = None) -> LoadedModel:
         raise
 
 
+# --- your own model (a factory, a TorchScript file, a timm name) ----------------------------
+
+CUSTOM_CACHE_ENTRIES = 4  # each correction of the detection is a model of its own
+
+
+@st.cache_resource(max_entries=CUSTOM_CACHE_ENTRIES, show_spinner=False)
+def _load_custom(identity: str, _key: CustomKey, _data: bytes | None) -> LoadedModel:
+    # ``identity`` spells out every field of the key (digests, not bytes): it alone is hashed.
+    return custom_model.load(_key, _data)
+
+
+_BAD_CUSTOM: BoundedCache[AttnvizError] = BoundedCache(32, 2**20, lambda e: len(str(e)) + 1)
+
+
+def get_custom_model(key: CustomKey, data: bytes | None = None) -> LoadedModel:
+    """The shared own model for a key; raises ``AttnvizError`` with the message to show.
+
+    A failure is remembered by key (see ``custom_model.remember_failure``), so a TorchScript
+    file that cannot load or a checkpoint that does not fit is not tried again on every rerun.
+    """
+    known = _BAD_CUSTOM.get(key)
+    if known is not None:
+        raise type(known)(str(known))
+    try:
+        return _load_custom(key.identity, key, data)
+    except AttnvizError as exc:
+        if custom_model.remember_failure(key, exc):
+            _BAD_CUSTOM.put(key, exc)
+        raise
+
+
+def get_own_model(
+    key: CustomKey, data: bytes | None = None
+) -> tuple[LoadedModel, CustomKey, str | None]:
+    """The own model with the user's corrections, its key, and None; when a correction cannot
+    apply (a layer that is no gate read as one), the model as detected, its key (analyses are
+    cached by it) and the reason to show."""
+    try:
+        return get_custom_model(key, data), key, None
+    except AttnvizError as exc:
+        if not key.overrides:
+            raise
+        base = key.without_overrides()
+        model = get_custom_model(base, data)
+        return model, base, (f"{exc}. Showing the model as detected, without your "
+                             "corrections; change the one that does not apply under "
+                             "'Correct the detection' in the sidebar.")
+
+
 @dataclass(frozen=True)
 class AnalysisSettings:
     """The settings that change what the network computes (and so the analysis key)."""
@@ -183,12 +236,14 @@ ANALYSES: BoundedCache[Analysis] = BoundedCache(
 )
 
 
-def analysis_key(image: ImageItem, key: ModelKey, settings: AnalysisSettings) -> tuple:
+def analysis_key(image: ImageItem, key: ModelKey | CustomKey,
+                 settings: AnalysisSettings) -> tuple:
+    """A zoo model's key, or an own model's (source, digests, corrections): never shared."""
     return (image.key, key, settings)
 
 
 def get_analysis(
-    image: ImageItem, model: LoadedModel, key: ModelKey, settings: AnalysisSettings
+    image: ImageItem, model: LoadedModel, key: ModelKey | CustomKey, settings: AnalysisSettings
 ) -> Analysis:
     """The analysis of one image, computed by one network pass the first time only."""
 
@@ -202,5 +257,5 @@ def get_analysis(
     return ANALYSES.get_or_compute(analysis_key(image, key, settings), compute)
 
 
-def is_cached(image: ImageItem, key: ModelKey, settings: AnalysisSettings) -> bool:
+def is_cached(image: ImageItem, key: ModelKey | CustomKey, settings: AnalysisSettings) -> bool:
     return analysis_key(image, key, settings) in ANALYSES
