@@ -35,19 +35,22 @@ def test_maps_equal_pytorch_grad_cam(default_model, cat, method):
 
 
 def test_scorecam_equals_pytorch_grad_cam_on_a_small_network():
-    from attnviz.backbones import build_resnet
-    from attnviz.recorder import Recorder, recording
     from attnviz.attention.probe import install_cam_hook
+    from attnviz.recorder import Recorder, recording
 
     torch.manual_seed(0)
-    model = build_resnet(18, None, num_classes=10).eval().requires_grad_(False)
-    install_cam_hook(model, "layer4")
-    x = torch.randn(1, 3, 64, 64)
-    rec = Recorder(model, cam_layers={"layer4"})
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 24, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(24, 5),
+    ).eval().requires_grad_(False)
+    install_cam_hook(model, "3")
+    x = torch.randn(1, 3, 32, 32)
+    rec = Recorder(model, cam_layers={"3"})
     with recording(rec), torch.no_grad():
         model(x)
-    ours = cam_maps(["scorecam"], rec.cam_activations["layer4"], None, x, [3], model)["scorecam"]
-    with CAM_METHODS["scorecam"](model, [model.layer4]) as ref_cam:
+    ours = cam_maps(["scorecam"], rec.cam_activations["3"], None, x, [3], model)["scorecam"]
+    with CAM_METHODS["scorecam"](model, [model[3]]) as ref_cam:
         ref_cam.batch_size = 32
         ref = ref_cam(x, [ClassifierOutputTarget(3)])
     assert _corr(ours[0], ref[0]) >= 0.999
