@@ -22,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from attnviz.cam import CAM_METHODS
+    from attnviz.cli_custom import add_inspect_parser, add_source_arguments
     from attnviz.devices import DEVICE_CHOICES
     from attnviz.zoo import DEFAULT_MODEL_ID
 
@@ -51,9 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--colormap", default="jet")
     a.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1")
     a.add_argument("--out", required=True, type=Path, help="output folder")
+    a.add_argument("--only", action="append", metavar="LAYER",
+                   help="write only this attention layer's maps (repeatable)")
+    add_source_arguments(a)
 
     d = sub.add_parser("download", help="fetch a model's online weights into their cache")
     d.add_argument("model")
+    add_inspect_parser(sub)
+
+    from attnviz.cli_training import add_evaluate_parser, add_fit_parser
+
+    add_fit_parser(sub)
+    add_evaluate_parser(sub)
     return p
 
 
@@ -114,10 +124,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from attnviz.analysis import analyze
+    from attnviz.cli_custom import load_from_args, shown_layers
+    from attnviz.custom import select_records
     from attnviz.errors import AttnvizError
     from attnviz.export import safe_name, write_analysis
     from attnviz.inputs import load_image
-    from attnviz.loader import load_model
     from attnviz.render import colormap_names
 
     if args.colormap not in colormap_names():
@@ -133,8 +144,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         from attnviz.errors import SettingsError
 
         raise SettingsError("no input files found")
-    model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
-    methods = args.cam or ["gradcam"]
+    model = load_from_args(args)  # the zoo's, or the user's own (--factory/--torchscript/--timm)
+    shown = shown_layers(args, model)
+    methods = args.cam or (["gradcam"] if model.cam_layer else [])
     failures = 0
     used: set[str] = set()
     bar = tqdm(paths, desc="analysing", unit="image", disable=None, file=sys.stderr)
@@ -152,6 +164,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             if _is_setting_error(exc):
                 return EXIT_USAGE  # the same setting would fail for every image
             continue
+        analysis = select_records(analysis, shown)
         stem = safe_name(path.stem)
         name, n = stem, 1
         while name in used:
@@ -173,11 +186,15 @@ def _is_setting_error(exc: Exception) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from attnviz.cli_custom import cmd_inspect
+    from attnviz.cli_training import cmd_evaluate, cmd_fit
     from attnviz.errors import AttnvizError, SettingsError
 
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     handlers = {"models": _cmd_models, "layers": _cmd_layers, "analyze": _cmd_analyze,
-                "download": _cmd_download}
+                "download": _cmd_download, "fit": cmd_fit, "evaluate": cmd_evaluate,
+                "inspect": cmd_inspect}
     try:
         return handlers[args.command](args)
     except SettingsError as exc:

@@ -51,6 +51,8 @@ class ModelSpec:
             return "efficientnet_lite"
         if self.backbone.startswith("timm:"):
             return "timm"
+        if self.backbone.startswith("bundled:"):
+            return "bundled"
         return "torchvision"
 
     def listing(self) -> dict[str, str]:

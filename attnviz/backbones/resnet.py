@@ -21,6 +21,10 @@ from attnviz.errors import SettingsError, choices_message
 RESNET_DEPTHS = (18, 34, 50)
 RESNET_ATTENTIONS = ("simam", "se", "cbam", "cam", "sam", "bam", "nonlocal", "stn", "sssa")
 RESNET_LAYOUTS = ("simam-repo", "cbam-official")
+# Input downsampling before stage 1: "imagenet" 7x7/2 conv + max-pool (/4), "small" 3x3/2 conv
+# (/2), "cifar" 3x3/1 conv (/1). The small stems keep 64 px inputs worth looking at in stage 4.
+RESNET_STEMS = ("imagenet", "small", "cifar")
+IMAGENET_WIDTHS = (64, 128, 256, 512)
 
 _BLOCK_GATES = ("se", "cbam", "cam", "sam")  # go after the last BN of every block
 _OFFICIAL_GATES = ("cbam", "cam", "sam")  # the CBAM repo's `block.cbam` (CAM = no_spatial)
@@ -73,10 +77,49 @@ class AttnResNet(ResNet):
     recorder layer names match the official code; with none set, keys equal torchvision's.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: list[int],
+        *args: Any,
+        widths: tuple[int, int, int, int] = IMAGENET_WIDTHS,
+        stem: str = "imagenet",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(block, layers, *args, **kwargs)
+        if tuple(widths) != IMAGENET_WIDTHS or stem != "imagenet":
+            self._narrow(block, layers, tuple(widths), stem)
         self.register_module("stn", None)
         self.after_stage: dict[int, list[str]] = {}
+
+    def _narrow(
+        self, block: type[BasicBlock | Bottleneck], layers: list[int],
+        widths: tuple[int, ...], stem: str,
+    ) -> None:
+        """Rebuild stem and stages with other widths, keeping torchvision's names and init.
+
+        The small stems (3x3 conv, no max-pool) keep 64-96 px inputs large enough that stage 4
+        still has a map worth looking at (4x4 or 8x8 at 64 px, instead of 2x2).
+        """
+        self.inplanes = widths[0]
+        if stem in ("small", "cifar"):
+            stride = 2 if stem == "small" else 1
+            self.conv1 = nn.Conv2d(3, widths[0], kernel_size=3, stride=stride, padding=1,
+                                   bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = self._norm_layer(widths[0])
+        for i, (width, count) in enumerate(zip(widths, layers), 1):
+            stride = 1 if i == 1 else 2
+            setattr(self, f"layer{i}", self._make_layer(block, width, count, stride=stride))
+        self.fc = nn.Linear(widths[3] * block.expansion, self.fc.out_features)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def add_after_stage(self, stage: int, name: str, module: nn.Module) -> None:
         self.add_module(name, module)
@@ -103,14 +146,19 @@ def build_resnet(
     simam_lambda: float = 1e-4,
     reduction: int = 16,
     stage: int | None = None,
+    widths: tuple[int, int, int, int] = IMAGENET_WIDTHS,
+    blocks: tuple[int, int, int, int] | None = None,
+    stem: str = "imagenet",
     **attention_kwargs: Any,
 ) -> nn.Module:
     """A ResNet with ``attention`` fitted in its published place (random weights).
 
     ``layout`` matters only for block gates (se/cbam/cam/sam): "simam-repo" wraps the last BN
     as ``Sequential(bn, gate)``, "cbam-official" adds a ``cbam`` child per block. ``stage``
-    picks the stage whose end gets a nonlocal/sssa module (default 3). Remaining keyword
-    arguments go to the attention module's constructor.
+    picks the stage whose end gets a nonlocal/sssa module (default 3). ``widths``, ``blocks``
+    (per stage) and ``stem`` (see ``RESNET_STEMS``) make narrow variants for small inputs;
+    every module keeps its placement. Remaining keyword arguments go to the attention
+    module's constructor.
     """
     if depth not in _SPEC:
         raise SettingsError(choices_message("ResNet depth", depth, [str(d) for d in RESNET_DEPTHS]))
@@ -128,11 +176,16 @@ def build_resnet(
     stage = 3 if stage is None else stage
     if stage not in (1, 2, 3, 4):
         raise SettingsError(choices_message("stage", stage, ["1", "2", "3", "4"]))
+    if stem not in RESNET_STEMS:
+        raise SettingsError(choices_message("stem", stem, RESNET_STEMS))
+    if len(widths) != 4 or (blocks is not None and len(blocks) != 4):
+        raise SettingsError("'widths' and 'blocks' need one value per stage (4)")
 
     block, layers = _SPEC[depth]
+    layers = list(blocks) if blocks is not None else layers
     if attention in _OFFICIAL_GATES and layout == "cbam-official":
         block = CBAMBasicBlock if block is BasicBlock else CBAMBottleneck
-    model = AttnResNet(block, layers, num_classes=num_classes)
+    model = AttnResNet(block, layers, num_classes=num_classes, widths=widths, stem=stem)
     if attention is None:
         return model
 
