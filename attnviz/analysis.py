@@ -169,7 +169,7 @@ def analyze_batch(
 
     prep = model.preprocessing
     views = [prep.resize(a) for a in arrays]
-    x = prep.to_tensor(views).to(model.device)
+    x = prep.normalize(views).to(model.device)
     grad = bool(methods) and needs_gradient(methods)
     recorder = Recorder(
         model.model, disabled=set(disabled), probe_layers={p: simam_lambda for p in probes},

@@ -2,7 +2,8 @@
 
 The whole photo is resized to the model's square input (no centre crop) so that every map
 lines up with the full picture the user uploaded; overlays are then stretched back to the
-photo's own aspect ratio.
+photo's own aspect ratio. The model sees exactly the uint8 view the app shows as "what the
+network saw": resizing happens once, rounding to uint8, then normalisation.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,18 +26,31 @@ class Preprocessing:
     resample: str = "bicubic"
 
     def resize(self, image: np.ndarray) -> np.ndarray:
-        """The model's view of the photo as uint8 RGB (size x size)."""
-        mode = Image.Resampling.BICUBIC if self.resample == "bicubic" else Image.Resampling.BILINEAR
-        pil = Image.fromarray(np.ascontiguousarray(image[..., :3]), mode="RGB")
-        return np.asarray(pil.resize((self.size, self.size), mode), dtype=np.uint8)
+        """The model's view of the photo as uint8 RGB (size x size).
+
+        torch's antialiased bicubic/bilinear (PIL's filters) on the array: about half the
+        time of a round trip through PIL, which matters next to a 20 ms forward pass.
+        """
+        rgb = np.ascontiguousarray(image[..., :3])
+        if rgb.shape[0] == self.size and rgb.shape[1] == self.size:
+            return rgb.copy()
+        t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+        mode = "bicubic" if self.resample == "bicubic" else "bilinear"
+        out = F.interpolate(t, size=(self.size, self.size), mode=mode, antialias=True,
+                            align_corners=False)
+        out = out.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0)
+        return out.contiguous().numpy()
+
+    def normalize(self, views: list[np.ndarray]) -> torch.Tensor:
+        """A normalised (B,3,size,size) float batch from uint8 views already at size."""
+        batch = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).float()
+        mean = torch.tensor(self.mean).mul_(255.0).view(1, 3, 1, 1)
+        inv_std = torch.tensor(self.std).mul_(255.0).reciprocal_().view(1, 3, 1, 1)
+        return batch.sub_(mean).mul_(inv_std).contiguous()
 
     def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
-        """A normalised (B,3,size,size) float batch."""
-        batch = np.stack([self.resize(im) for im in images]).astype(np.float32) / 255.0
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        batch = (batch - mean) / std
-        return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        """A normalised (B,3,size,size) float batch from photos of any size."""
+        return self.normalize([self.resize(im) for im in images])
 
     def as_dict(self) -> dict:
         return {"size": self.size, "mean": list(self.mean), "std": list(self.std),

@@ -14,6 +14,8 @@ start of the autograd graph for a CAM).
 from __future__ import annotations
 
 import contextvars
+import threading
+import weakref
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,9 +57,7 @@ class Recorder:
         cam_layers: set[str] | frozenset[str] = frozenset(),
         keep: bool = True,
     ) -> None:
-        self._names: dict[int, str] = (
-            {id(m): n for n, m in model.named_modules()} if model is not None else {}
-        )
+        self._names: dict[int, str] = module_names(model) if model is not None else {}
         self.disabled = frozenset(disabled)
         self.probe_layers = dict(probe_layers or {})
         self.cam_layers = frozenset(cam_layers)
@@ -92,6 +92,23 @@ class Recorder:
                 meta=meta,
             )
         )
+
+
+_NAMES: weakref.WeakKeyDictionary[nn.Module, dict[int, str]] = weakref.WeakKeyDictionary()
+_NAMES_LOCK = threading.Lock()
+
+
+def module_names(model: nn.Module) -> dict[int, str]:
+    """id(module) -> dotted path, computed once per model (a loaded model never changes shape).
+
+    Walking a few hundred modules per call cost ~0.3 ms, about 1% of a small model's forward.
+    """
+    with _NAMES_LOCK:
+        names = _NAMES.get(model)
+        if names is None:
+            names = {id(m): n for n, m in model.named_modules()}
+            _NAMES[model] = names
+        return names
 
 
 def current() -> Recorder | None:

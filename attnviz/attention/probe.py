@@ -145,8 +145,12 @@ def probe_energy(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
     n = max(x.shape[-2] * x.shape[-1] - 1, 1)
     energy = x - x.mean(dim=(-2, -1), keepdim=True)
     energy.square_()
-    var = energy.sum(dim=(-2, -1), keepdim=True).div_(n)
-    return energy.mul_(0.25 / (var + e_lambda)).add_(0.5)
+    # 1 / (4 (var + lambda)), per channel, with var = sum(d^2) / n; then d^2 * that + 1/2.
+    scale = energy.sum(dim=(-2, -1), keepdim=True).div_(n).add_(e_lambda).reciprocal_()
+    return torch.addcmul(_HALF, energy, scale, value=0.25, out=energy)
+
+
+_HALF = torch.tensor(0.5)
 
 
 def _probe_hook(layer: str):
