@@ -39,8 +39,16 @@ def raw_maps(analysis: Analysis) -> dict[str, np.ndarray]:
 
 
 def npz_bytes(analysis: Analysis) -> bytes:
+    """A compressed ``.npz`` (``np.load`` reads it) written with fast deflate.
+
+    ``np.savez_compressed`` deflates at zlib's default level; level 1 takes half the time
+    for files 7% larger, and raw maps of a 16-layer model are several MB.
+    """
     buf = io.BytesIO()
-    np.savez_compressed(buf, **raw_maps(analysis))
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for key, value in raw_maps(analysis).items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
     return buf.getvalue()
 
 
