@@ -17,7 +17,7 @@ from attnviz.custom import select_records
 from attnviz.devices import available_devices
 from attnviz.render import colormap_names
 from attnviz.samples import sample_paths
-from attnviz.ui import catalog, custom_model, state, views
+from attnviz.ui import catalog, custom_model, procedural, state, views
 from attnviz.ui.bundle import batch_csv, bundle_zip
 from attnviz.ui.feedback import guarded
 from attnviz.ui.learn import LESSONS
@@ -25,7 +25,7 @@ from attnviz.ui.normalization import NORMALIZATIONS
 from attnviz.zoo import DEFAULT_MODEL_ID
 
 TABS = ("Overview", "SimAM energy", "CBAM spatial mask", "Channel weights", "Grad-CAM",
-        "Compare", "Ablation", "Learn", "Batch")
+        "Localisation", "Compare", "Ablation", "Learn", "Batch")
 DEFAULT_CAMS = tuple(m for m in CAM_METHODS if m != "scorecam")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 CHECKPOINT_TYPES = ["safetensors", "pth", "pt", "bin", "tar"]
@@ -188,7 +188,7 @@ def own_model_findings(loaded, key: custom_model.CustomKey) -> list[str]:
 
 choices = model_choices()
 by_id = {c.id: c for c in choices}
-ids = list(by_id)
+ids = sorted(by_id, key=lambda i: not by_id[i].ready)  # what works now first
 own = None  # the inputs of 'Your own model', None for a zoo model
 
 with st.sidebar:
@@ -201,7 +201,7 @@ with st.sidebar:
         model_id = st.selectbox(
             "Backbone + attention + weights", ids,
             index=ids.index(DEFAULT_MODEL_ID) if DEFAULT_MODEL_ID in by_id else 0,
-            format_func=lambda i: by_id[i].label, key="model_id",
+            format_func=lambda i: procedural.picker_label(by_id[i]), key="model_id",
             help="Every model of the zoo, with whether its weights are here: offline and "
                  "cached ones work without a network.")
         choice = by_id[model_id]
@@ -277,19 +277,37 @@ st.caption("The attention modules' own maps (SimAM energy, CBAM masks, SE channe
 images: list[state.ImageItem] = []
 samples = sample_paths()
 input_col, photo_col, top_col = st.columns([5, 4, 5], gap="medium")
+spec = model.spec if model is not None else None
 with input_col:
-    uploads = st.file_uploader("Upload one or several photos (drag and drop)",
-                               type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads")
-    for up in uploads or []:
-        with guarded(f"reading {up.name}"):
-            images.append(state.decode_image(up.getvalue(), up.name))
-    picked = st.pills("…or sample photos", list(samples), selection_mode="multi",
-                      default=list(samples)[:1], key="samples", disabled=bool(uploads),
-                      help="used when nothing is uploaded")
-    if not uploads:
-        for label in picked or []:
-            with guarded(f"reading the sample {label}"):
-                images.append(state.sample_image(samples[label]))
+    source = "photos"
+    if procedural.offered(spec):  # a model trained on the procedural shapes
+        source = st.radio("Image", list(procedural.SOURCES), key=procedural.SOURCE_KEY,
+                          horizontal=True, format_func=procedural.SOURCES.get,
+                          label_visibility="collapsed")
+    if source == "procedural":
+        st.button("Draw a procedural sample", key="proc_draw", icon=":material/casino:",
+                  on_click=procedural.new_draw, args=(st.session_state,),
+                  help="A new random sample; the sequence of draws is fixed by the seed.")
+        index_col, seed_col = st.columns(2)
+        sample_index = index_col.number_input("Sample index", 0, procedural.MAX_INDEX,
+                                              key=procedural.INDEX_KEY)
+        seed = seed_col.number_input("Seed", 0, procedural.MAX_SEED, key=procedural.SEED_KEY)
+        st.caption(procedural.GALLERY_NOTE)
+        with guarded("drawing the procedural sample"):
+            images.append(procedural.sample_item(seed, sample_index))
+    else:
+        uploads = st.file_uploader("Upload one or several photos (drag and drop)",
+                                   type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads")
+        for up in uploads or []:
+            with guarded(f"reading {up.name}"):
+                images.append(state.decode_image(up.getvalue(), up.name))
+        picked = st.pills("…or sample photos", list(samples), selection_mode="multi",
+                          default=list(samples)[:1], key="samples", disabled=bool(uploads),
+                          help="used when nothing is uploaded")
+        if not uploads:
+            for label in picked or []:
+                with guarded(f"reading the sample {label}"):
+                    images.append(state.sample_image(samples[label]))
 
 if not images:
     st.info("Upload a photo or pick a sample photo to begin.")
@@ -357,7 +375,8 @@ with st.sidebar:
 display = views.Display(cmap, alpha, normalization, tuple(stages))
 batch = [(current, analysis)] if normalization == "map" or len(images) == 1 else batch_analyses()
 here = next(i for i, (im, _) in enumerate(batch) if im is current)  # the shown photo's row
-photo = views.display_photo(current.array)
+photo = procedural.display_photo(current)  # a 64 px procedural sample enlarged, sharp
+outline = current.mask  # the true object's outline over every map (procedural samples)
 
 # --- header: the photo and its top-5 ---------------------------------------------------------
 
@@ -367,12 +386,17 @@ with photo_col:
     st.image(photo, caption=f"{current.name} · {w}×{h} · {current.origin}{note}",
              width="stretch")
 with top_col:
+    truth = procedural.truth_line(current, analysis, model.labels)
+    if truth:
+        st.markdown(truth)
     st.markdown("**Top-5**")
     for rank, p in enumerate(analysis.predictions, start=1):
         st.progress(min(1.0, p.probability), text=f"{rank}. {p.label} — {p.probability:.1%}")
     st.caption(f"{model.spec.title} · weights: {analysis.weights} · {analysis.device} · "
                f"forward {analysis.timings.get('forward', 0):.2f} s, CAM "
                f"{analysis.timings.get('cam', 0):.2f} s")
+    if note := procedural.photo_note(spec, current):
+        st.caption(note)
 
     def whole_bundle() -> bytes:
         named = [(im.name, shown(state.get_analysis(im, model, key, settings))) for im in images]
@@ -400,7 +424,7 @@ def overview_tab() -> None:
                                         ["simam", "cbam", "se"], choices))
         return
     scales = views.scales_for(per_image, display.normalization)
-    tiles = views.render_tiles(photo, items, scales, display)
+    tiles = views.render_tiles(photo, items, scales, display, outline)
     modules = ", ".join(views.module_names(analysis))
     st.caption(f"{len(tiles)} attention layers ({modules}) of {model.id}, from input "
                "to output. Warmer = more attention by that layer's own measure.")
@@ -432,7 +456,7 @@ def simam_tab() -> None:
     if skipped:
         st.caption("Left out (fewer channels): " + ", ".join(skipped))
     scales = views.scales_for(per_image, display.normalization)
-    tiles = views.render_tiles(photo, items, scales, display)
+    tiles = views.render_tiles(photo, items, scales, display, outline)
     st.markdown("**Energy per layer** — E_inv = (x−μ)²/(4(σ²+λ)) + ½: bright neurons stand "
                 "out from their channel and get a gate near 1.")
     show_tiles(tiles, width=200)
@@ -442,7 +466,7 @@ def simam_tab() -> None:
     rec = next(r for r in records if r.layer == layer)
     top = views.top_energy_channels(rec, 8)
     top_scales = views.scales_for([top], display.normalization)
-    top_tiles = views.render_tiles(photo, top, top_scales, display)
+    top_tiles = views.render_tiles(photo, top, top_scales, display, outline)
     st.markdown(f"**The 8 channels of `{layer}` with the highest mean energy**")
     show_tiles(top_tiles, width=170)
     view_download("Download the channel grid (PNG)", top_tiles, "simam-channels.png",
@@ -456,7 +480,7 @@ def mask_tab() -> None:
     per_image = [views.filter_stages(views.mask_items(a), display.stages) for _, a in batch]
     items = per_image[here]
     scales = views.scales_for(per_image, display.normalization)
-    tiles = views.render_tiles(photo, items, scales, display)
+    tiles = views.render_tiles(photo, items, scales, display, outline)
     st.markdown("**Spatial mask per block** — σ(7×7 conv of [mean, max] over channels): "
                 "the block multiplies every channel at a position by this value.")
     show_tiles(tiles, width=200)
@@ -505,7 +529,7 @@ def weights_tab() -> None:
     items = views.top_channel_items(analysis, layer)
     if items:
         scales = views.scales_for([items], display.normalization)
-        tiles = views.render_tiles(photo, items, scales, display)
+        tiles = views.render_tiles(photo, items, scales, display, outline)
         st.markdown(f"**Activations of the top-weighted channels of `{layer}`** (input of the "
                     "gate, before weighting)")
         show_tiles(tiles, width=170)
@@ -523,12 +547,31 @@ def cam_tab() -> None:
     per_image = [views.cam_items(a) for _, a in batch]
     items = per_image[here]
     scales = views.scales_for(per_image, display.normalization)
-    tiles = views.render_tiles(photo, items, scales, display)
+    tiles = views.render_tiles(photo, items, scales, display, outline)
     st.markdown(f"**Class `{analysis.target_label}` ({analysis.target})** at layer "
                 f"`{analysis.cam_layer}` — change the class in the sidebar.")
     show_tiles(tiles, width=230)
     bar = show_scale_bar(scales, display)
     view_download("Download the CAMs (PNG)", tiles, "cams.png", "png_cams", bar)
+
+
+def localisation_tab() -> None:
+    if outline is None:
+        st.info(procedural.no_mask_message(spec))
+        return
+    st.markdown(f"**Does each map point at the {current.true_class}?** Every attention map "
+                "and CAM of this image scored against the shape's true outline.")
+    st.caption("  \n".join(f"**{m.column}**: {m.meaning}; chance {m.chance}."
+                           for m in procedural.metrics(outline)))
+    rows = procedural.localization_table(analysis, outline)
+    score = st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height="content",
+                 column_config={"stage": st.column_config.NumberColumn(width="small"),
+                                "mass in mask": score, "AUC": score})
+    if line := procedural.summary(rows, analysis):
+        st.markdown(line)
+    if note := procedural.cam_note(current, analysis, model.labels):
+        st.caption(note)
 
 
 def compare_tab() -> None:
@@ -565,7 +608,7 @@ def compare_tab() -> None:
         rows = views.agreement_rows(a)
         for r in rows:
             all_rows.append({"model": mid, **r})
-        model_tiles = views.render_tiles(photo, items, scales, display)
+        model_tiles = views.render_tiles(photo, items, scales, display, outline)
         tiles += model_tiles
         c1, c2 = st.columns([1, 3])
         p = views.probabilities(a)[shared] if shared < a.logits.size else float("nan")
@@ -575,6 +618,8 @@ def compare_tab() -> None:
             mean_r, mean_iou = views.mean_agreement(rows)
             c1.caption(f"mean agreement with {rows[0]['cam']} over {len(rows)} layers: "
                        f"r = {mean_r:.2f}, IoU = {mean_iou:.2f}")
+        if outline is not None and (line := procedural.compare_line(a, outline)):
+            c1.caption(line)
         with c2:
             show_tiles(model_tiles, width=200)
     show_scale_bar(scales, display)
@@ -614,8 +659,9 @@ def ablation_tab() -> None:
     pair, diff = views.ablation_items(analysis, ablated)
     if pair:
         tiles = views.render_tiles(photo, pair, views.scales_for([pair], display.normalization),
-                                   display)
-        tiles += views.render_tiles(photo, [diff], views.scales_for([[diff]], "map"), display)
+                                   display, outline)
+        tiles += views.render_tiles(photo, [diff], views.scales_for([[diff]], "map"), display,
+                                    outline)
         show_tiles(tiles, width=230)
         view_download("Download (PNG)", tiles, "ablation.png", "png_ablation", cols=3)
 
@@ -634,7 +680,7 @@ def learn_tab() -> None:
                 st.info(catalog.missing_message(lesson.what, lesson.attention, choices))
             else:
                 show_tiles(views.render_tiles(photo, [item], views.scales_for([[item]], "map"),
-                                              display), width=300)
+                                              display, outline), width=300)
 
 
 def batch_tab() -> None:
@@ -647,9 +693,10 @@ def batch_tab() -> None:
     tiles = []
     for (im, a), items in zip(named_analyses, per_image):
         c1, c2 = st.columns([1, 4])
-        c1.image(views.display_photo(im.array, 200), caption=im.name, width=150)
+        small = procedural.display_photo(im, 200)
+        c1.image(small, caption=im.name, width=150)
         c1.caption(" · ".join(f"{p.label} {p.probability:.0%}" for p in a.predictions[:3]))
-        row = views.render_tiles(views.display_photo(im.array, 200), items, scales, display)
+        row = views.render_tiles(small, items, scales, display, im.mask)
         tiles += [views.Tile(f"{im.name} · {t.caption}", t.image, t.flat) for t in row]
         with c2:
             show_tiles(row, width=160)
@@ -663,7 +710,8 @@ def batch_tab() -> None:
 
 
 RENDERERS = {"Overview": overview_tab, "SimAM energy": simam_tab, "CBAM spatial mask": mask_tab,
-             "Channel weights": weights_tab, "Grad-CAM": cam_tab, "Compare": compare_tab,
+             "Channel weights": weights_tab, "Grad-CAM": cam_tab,
+             "Localisation": localisation_tab, "Compare": compare_tab,
              "Ablation": ablation_tab, "Learn": learn_tab, "Batch": batch_tab}
 for name, tab in tabs.items():
     with tab:

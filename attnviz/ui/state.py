@@ -55,9 +55,13 @@ class ImageItem:
     name: str
     array: np.ndarray = field(repr=False)
     key: str  # digest of the pixels: the same photo from an upload or a sample shares analyses
-    origin: str = "upload"  # "upload" or "sample"
+    origin: str = "upload"  # "upload", "sample" or "procedural"
     original_size: tuple[int, int] = (0, 0)
     notes: tuple[str, ...] = ()
+    # Ground truth where it is known (procedural samples): the object's pixels, (H, W) bool at
+    # the image's size, and its class name. Never part of a key: the pixels decide the analysis.
+    mask: np.ndarray | None = field(default=None, repr=False)
+    true_class: str = ""
 
 
 def pixel_digest(array: np.ndarray) -> str:

@@ -19,11 +19,24 @@ from attnviz.agreement import agreement
 from attnviz.analysis import Analysis, AttentionRecord
 from attnviz.cam import CAM_TITLES
 from attnviz.errors import SettingsError, choices_message
-from attnviz.render import colorbar, grid, label_image, normalize, overlay, to_png_bytes
+from attnviz.render import (
+    colorbar,
+    contour_overlay,
+    grid,
+    label_image,
+    normalize,
+    overlay,
+    to_png_bytes,
+)
 from attnviz.ui.catalog import MODULE_NAMES
 from attnviz.ui.normalization import Scales, fit_scales
 
 TILE_SIDE = 320  # long side of the photo under each overlay: sharp enough, light to send
+# A photo with a ground-truth mask (a 64 px procedural sample) is enlarged, pixels kept sharp,
+# to at least this long side before its overlays get the object's outline drawn over them.
+OUTLINE_SIDE = 256
+OUTLINE_COLOR = (255, 255, 255)
+OUTLINE_THICKNESS = 2  # pixels of the enlarged tile, inside the object's boundary
 REDUCTIONS = {"mean": "channel mean", "max": "channel max", "channel": "one channel"}
 KIND_TITLES = {  # short: they end every caption
     "energy": "energy", "spatial_mask": "mask", "attention": "BAM map",
@@ -198,15 +211,38 @@ def scales_for(items_per_image: Sequence[Sequence[MapItem]], mode: str) -> Scale
     return fit_scales(((it.group, it.values) for items in items_per_image for it in items), mode)
 
 
+def enlarge(photo: np.ndarray, side: int = OUTLINE_SIDE) -> np.ndarray:
+    """The photo enlarged by the whole factor that brings its long side nearest to ``side``
+    without going under it, by nearest neighbour: every pixel becomes a sharp square block."""
+    factor = max(1, -(-side // max(photo.shape[:2])))
+    if factor == 1:
+        return photo
+    return np.repeat(np.repeat(photo, factor, axis=0), factor, axis=1)
+
+
+def draw_outline(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The object's outline over a tile: the boundary pixels of ``mask`` scaled to the tile
+    by nearest neighbour (``OUTLINE_THICKNESS`` pixels, drawn inside the object)."""
+    return contour_overlay(picture, mask, color=OUTLINE_COLOR, thickness=OUTLINE_THICKNESS)
+
+
 def render_tiles(photo: np.ndarray, items: Sequence[MapItem], scales: Scales,
-                 display: Display) -> list[Tile]:
-    """Overlay each map on the photo; captions carry the value range the colours stand for."""
+                 display: Display, mask: np.ndarray | None = None) -> list[Tile]:
+    """Overlay each map on the photo; captions carry the value range the colours stand for.
+
+    With a ground-truth ``mask`` (H, W bool at the photo's aspect), a small photo is enlarged
+    first (``enlarge``) and every tile gets the object's outline (``draw_outline``).
+    """
+    if mask is not None:
+        photo = enlarge(photo)
     tiles = []
     for it in items:
         scale = scales.of(it.group)
         norm = normalize(it.values, vmin=scale.lo if scale else None,
                          vmax=scale.hi if scale else None)
         picture = overlay(photo, norm, cmap=display.cmap, alpha=display.alpha)
+        if mask is not None:
+            picture = draw_outline(picture, mask)
         flat = norm.flat and scale is None
         if flat:
             caption = f"{it.caption} · flat map"
