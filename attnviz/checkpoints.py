@@ -58,7 +58,7 @@ def read_state_dict(source: Source, *, name: str | None = None) -> dict[str, Ten
 def _open_source(
     source: Source, name: str | None
 ) -> tuple[str, str, bytes | None, Path | None]:
-    """Normalise the input to (label, suffix, bytes or None, path or None); check it is not empty."""
+    """Normalise the input to (label, suffix, bytes or None, path or None); refuse it empty."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = name or str(path)
@@ -188,7 +188,8 @@ def check_finite(sd: Mapping[str, Tensor]) -> None:
     ]
     if bad:
         raise CheckpointError(
-            f"weights contain NaN or infinite values in {_count(bad, 'tensor')} ({_listing(bad, 5)})"
+            f"weights contain NaN or infinite values in {_count(bad, 'tensor')} "
+            f"({_listing(bad, 5)})"
         )
 
 
@@ -228,7 +229,9 @@ def load_strict(model: nn.Module, sd: Mapping[str, Tensor], *, source: str) -> N
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:  # e.g. a dtype torch cannot copy; keys and shapes already agree
-        raise CheckpointError(f"weights from {source!r} could not be loaded: {_first_line(exc)}")
+        raise CheckpointError(
+            f"weights from {source!r} could not be loaded: {_first_line(exc)}"
+        ) from exc
 
 
 def _hint(unexpected: list[str]) -> str:
@@ -247,7 +250,8 @@ def _shape(t: Tensor) -> str:
 
 
 def _count(items: list[str], noun: str) -> str:
-    return f"{len(items)} {noun}" + ("" if len(items) == 1 else ("es" if noun.endswith("h") else "s"))
+    plural = "" if len(items) == 1 else ("es" if noun.endswith("h") else "s")
+    return f"{len(items)} {noun}{plural}"
 
 
 def _listing(items: list[str], limit: int = _LIST_LIMIT) -> str:

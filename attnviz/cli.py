@@ -115,7 +115,9 @@ def _expand(inputs: Sequence[str]) -> Iterator[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            yield from sorted(
+                p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+            )
         else:
             yield path
 

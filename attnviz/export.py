@@ -53,7 +53,11 @@ def npz_bytes(analysis: Analysis) -> bytes:
 
 
 def analysis_files(
-    analysis: Analysis, *, cmap: str = "jet", alpha: float = 0.5, extra: dict[str, Any] | None = None
+    analysis: Analysis,
+    *,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """File name -> content for one analysis (PNG overlays, maps.npz, summary.json)."""
     files: dict[str, bytes] = {}

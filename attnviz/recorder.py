@@ -14,9 +14,9 @@ start of the autograd graph for a CAM).
 from __future__ import annotations
 
 import contextvars
+import re
 import threading
 import weakref
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -125,7 +125,9 @@ def recording(recorder: Recorder) -> Iterator[Recorder]:
         _CURRENT.reset(token)
 
 
-def record(module: nn.Module, module_kind: str, kind: str, tensor: torch.Tensor, **meta: Any) -> None:
+def record(
+    module: nn.Module, module_kind: str, kind: str, tensor: torch.Tensor, **meta: Any
+) -> None:
     """Called by attention modules: report a tensor if someone is recording, else do nothing."""
     rec = _CURRENT.get()
     if rec is not None:

@@ -60,7 +60,9 @@ class ModelSpec:
         return {
             "id": self.id,
             "backbone": self.backbone.removeprefix("timm:"),
-            "attention": self.attention if self.placement != "probe" else f"{self.attention} (probe)",
+            "attention": (
+                self.attention if self.placement != "probe" else f"{self.attention} (probe)"
+            ),
             "placement": self.placement,
             "weights": self.source.describe(),
             "offline": self.source.availability(),

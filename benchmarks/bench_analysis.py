@@ -68,14 +68,19 @@ def run(device: str, reps: int, with_scorecam: bool = False) -> dict:
         ref = GradCAM(usual, [dict(usual.named_modules())[loaded.cam_layer]])
         targets = [ClassifierOutputTarget(target)]
 
+        def full(loaded=loaded):
+            return analyze(image, loaded)
+
+        def usual_cam(ref=ref, x=x, targets=targets):
+            return ref(x, targets)
+
         # Each comparison is its own interleaved pair, so one contender's memory churn
         # does not slow the other's measurements.
         vs_bare = interleaved(
-            {"bare_forward": bare, "attnviz_analysis": lambda: analyze(image, loaded)},
+            {"bare_forward": bare, "attnviz_analysis": full},
             reps=reps, device=dev)
         vs_usual = interleaved(
-            {"attnviz_analysis": lambda: analyze(image, loaded),
-             "pytorch_grad_cam_GradCAM": lambda: ref(x, targets)},
+            {"attnviz_analysis": full, "pytorch_grad_cam_GradCAM": usual_cam},
             reps=reps, device=dev)
         ref.activations_and_grads.release()
         a = analyze(image, loaded)

@@ -25,7 +25,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    desc = (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
     if torch.cuda.is_available():
         desc += f"; GPU {torch.cuda.get_device_name(0)}"
     return desc

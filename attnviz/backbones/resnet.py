@@ -172,7 +172,9 @@ def build_resnet(
             f"valid choices with it: {', '.join(_OFFICIAL_GATES + ('bam',))}; or use 'simam-repo'"
         )
     if stage is not None and attention not in _STAGE_MODULES:
-        raise SettingsError(f"'stage' applies only to {', '.join(_STAGE_MODULES)}, not {attention!r}")
+        raise SettingsError(
+            f"'stage' applies only to {', '.join(_STAGE_MODULES)}, not {attention!r}"
+        )
     stage = 3 if stage is None else stage
     if stage not in (1, 2, 3, 4):
         raise SettingsError(choices_message("stage", stage, ["1", "2", "3", "4"]))
