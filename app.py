@@ -372,7 +372,13 @@ with st.sidebar:
     stages = st.multiselect("Stages shown", stage_options, default=stage_options,
                             key=f"stages:{model_id}", format_func=lambda s: f"stage {s}"
                             if s >= 0 else "other")
-display = views.Display(cmap, alpha, normalization, tuple(stages))
+    layer_options = views.layers_in(analysis, stages)
+    layers = st.multiselect("Layers shown", layer_options, default=layer_options,
+                            # A new option set (stages, or layers hidden elsewhere) starts
+                            # from every layer again.
+                            key="layers:" + views.options_key(model_id, layer_options),
+                            help="Pick single layers to compare; empty shows none.")
+display = views.Display(cmap, alpha, normalization, tuple(stages), tuple(layers))
 batch = [(current, analysis)] if normalization == "map" or len(images) == 1 else batch_analyses()
 here = next(i for i, (im, _) in enumerate(batch) if im is current)  # the shown photo's row
 photo = procedural.display_photo(current)  # a 64 px procedural sample enlarged, sharp
@@ -417,7 +423,7 @@ tabs = dict(zip(TABS, st.tabs(TABS, key="tab", on_change="rerun")))
 
 
 def overview_tab() -> None:
-    per_image = [views.filter_stages(views.overview_items(a), display.stages) for _, a in batch]
+    per_image = [views.filter_display(views.overview_items(a), display) for _, a in batch]
     items = per_image[here]
     if not items:
         st.info(catalog.missing_message("attention layer with a map in the chosen stages",
@@ -443,14 +449,14 @@ def simam_tab() -> None:
     channel = c2.number_input("Channel", 0, 4095, 0, key="simam_channel",
                               disabled=reduce != "channel")
     records = [r for r in views.energy_records(analysis)
-               if display.stages is None or r.stage in display.stages]
+               if display.shows(r.layer, r.stage)]
     if not records:
-        st.info("No SimAM layer in the chosen stages.")
+        st.info("No SimAM layer in the chosen stages and layers.")
         return
     layer = c3.selectbox("Layer for the channel grid", [r.layer for r in records],
                          index=len(records) // 2, key="simam_layer")
-    per_image = [views.filter_stages(views.energy_items(a, reduce, int(channel))[0],
-                                     display.stages) for _, a in batch]
+    per_image = [views.filter_display(views.energy_items(a, reduce, int(channel))[0], display)
+                 for _, a in batch]
     items = per_image[here]
     skipped = views.energy_items(analysis, reduce, int(channel))[1]
     if skipped:
@@ -477,7 +483,7 @@ def mask_tab() -> None:
     if not analysis.by_kind("spatial_mask"):
         st.info(catalog.missing_message("CBAM spatial mask", ["cbam", "sam"], choices))
         return
-    per_image = [views.filter_stages(views.mask_items(a), display.stages) for _, a in batch]
+    per_image = [views.filter_display(views.mask_items(a), display) for _, a in batch]
     items = per_image[here]
     scales = views.scales_for(per_image, display.normalization)
     tiles = views.render_tiles(photo, items, scales, display, outline)
@@ -490,13 +496,13 @@ def mask_tab() -> None:
 
 def weights_tab() -> None:
     records = [r for r in views.weight_records(analysis)
-               if display.stages is None or r.stage in display.stages]
+               if display.shows(r.layer, r.stage)]
     if not views.weight_records(analysis):
         st.info(catalog.missing_message("channel weights (SE or CBAM)", ["se", "cbam", "cam"],
                                         choices))
         return
     if not records:
-        st.info("No block with channel weights in the chosen stages.")
+        st.info("No block with channel weights in the chosen stages and layers.")
         return
     c1, c2 = st.columns([3, 1])
     layer = c1.selectbox("Block", [r.layer for r in records], index=len(records) - 1,

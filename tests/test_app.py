@@ -136,6 +136,10 @@ def test_display_changes_never_run_the_network_again():
     at.multiselect(key="stages:efficientnet_lite0-simam-probe").set_value([1, 2])
     run(at)
     assert len([c for c in captions(at) if " · energy" in c]) == 4
+    layer_filter = next(m for m in at.multiselect if m.key.startswith("layers:"))
+    layer_filter.set_value(layer_filter.value[:2])
+    run(at)
+    assert len([c for c in captions(at) if " · energy" in c]) == 2
     for tab in TABS:
         at.session_state["tab"] = tab
         run(at)

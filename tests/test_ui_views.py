@@ -201,3 +201,16 @@ def test_gallery_row_and_lesson_map_and_module_names():
 def test_mean_agreement_leaves_out_undefined_scores():
     rows = [{"correlation": 0.5, "iou_top20": 0.2}, {"correlation": float("nan"), "iou_top20": 0.4}]
     assert views.mean_agreement(rows) == pytest.approx((0.5, 0.3))
+
+
+def test_layer_and_stage_filter_keeps_only_the_chosen_maps():
+    from attnviz.ui.views import Display, MapItem, filter_display
+
+    items = [MapItem(f"layer{s}.0", f"l{s}", np.zeros((2, 2)), s) for s in (1, 2, 3)]
+    assert [i.group for i in filter_display(items, Display())] == ["layer1.0", "layer2.0",
+                                                                    "layer3.0"]
+    assert [i.group for i in filter_display(items, Display(stages=(2, 3)))] == ["layer2.0",
+                                                                               "layer3.0"]
+    only = Display(stages=(2, 3), layers=("layer3.0", "layer1.0"))
+    assert [i.group for i in filter_display(items, only)] == ["layer3.0"]
+    assert filter_display(items, Display(layers=())) == []

@@ -56,6 +56,12 @@ class Display:
     alpha: float = 0.5
     normalization: str = "map"
     stages: tuple[int, ...] | None = None  # None: every stage
+    layers: tuple[str, ...] | None = None  # None: every layer (of the chosen stages)
+
+    def shows(self, layer: str, stage: int) -> bool:
+        """Whether the layer/stage filter lets a layer's maps through."""
+        return ((self.stages is None or stage in self.stages)
+                and (self.layers is None or layer in self.layers))
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,6 +193,28 @@ def filter_stages(items: Sequence[MapItem], stages: Sequence[int] | None) -> lis
         return list(items)
     wanted = set(stages)
     return [it for it in items if it.stage in wanted]
+
+
+def filter_display(items: Sequence[MapItem], display: Display) -> list[MapItem]:
+    """The items whose layer and stage pass the display's layer/stage filter."""
+    return [it for it in items if display.shows(it.group, it.stage)]
+
+
+def layers_in(analysis: Analysis, stages: Sequence[int] | None) -> list[str]:
+    """Attention layers with records, in network order, within the chosen stages."""
+    wanted = None if stages is None else set(stages)
+    seen: dict[str, None] = {}
+    for r in analysis.records:
+        if wanted is None or r.stage in wanted:
+            seen.setdefault(r.layer, None)
+    return list(seen)
+
+
+def options_key(*parts: object) -> str:
+    """A short stable key for a widget whose options change (Streamlit keeps a keyed value)."""
+    import hashlib
+
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
 
 def stages_of(analysis: Analysis) -> list[int]:
