@@ -8,6 +8,7 @@ labels. Building and loading live in ``attnviz.loader``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from attnviz.backbones.efficientnet_lite import PACKAGE, PACKAGE_FILE
@@ -143,21 +144,26 @@ def _default_spec() -> ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
+_LOADED = False
+_LOCK = threading.RLock()
+
+
 def register(spec: ModelSpec) -> None:
-    _REGISTRY[spec.id] = spec
+    """Add a spec (or replace one with the same id); the built-in zoo is loaded first."""
+    _ensure()[spec.id] = spec
 
 
 def _ensure() -> dict[str, ModelSpec]:
-    if not _REGISTRY:
-        for spec in [_default_spec(), *_resnet_specs(), *_native_specs()]:
-            register(spec)
-        try:
+    global _LOADED
+    with _LOCK:  # several app sessions may ask for the zoo at once
+        if not _LOADED:
+            for spec in [_default_spec(), *_resnet_specs(), *_native_specs()]:
+                _REGISTRY.setdefault(spec.id, spec)
             from attnviz.bundled import bundled_specs
-        except ImportError:
-            bundled_specs = None
-        if bundled_specs is not None:
+
             for spec in bundled_specs():
-                register(spec)
+                _REGISTRY.setdefault(spec.id, spec)
+            _LOADED = True
     return _REGISTRY
 
 

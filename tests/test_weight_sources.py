@@ -125,3 +125,14 @@ def test_cuda_requested_on_a_cpu_machine_lists_devices():
         pytest.skip("this machine has CUDA")
     with pytest.raises(SettingsError, match="not present.*available: .*cpu"):
         load_model(device="cuda")
+
+
+def test_registering_a_spec_keeps_the_built_in_zoo():
+    import dataclasses
+
+    from attnviz import zoo
+
+    extra = dataclasses.replace(zoo.get_spec("resnet18-se"), id="my-se-resnet18")
+    zoo.register(extra)
+    assert zoo.get_spec("my-se-resnet18") is extra
+    assert zoo.DEFAULT_MODEL_ID in zoo.model_ids() and len(zoo.model_ids()) > 40
