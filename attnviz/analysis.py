@@ -203,7 +203,7 @@ def analyze_batch(
     out = []
     logits_np = logits.detach().float().cpu().numpy()
     for b, (array, view) in enumerate(zip(arrays, views)):
-        records = tuple(_to_record(r, b, recorder.records) for r in recorder.records)
+        records = tuple(_to_record(r, b) for r in recorder.records)
         preds = tuple(
             Prediction(int(i), model.labels[int(i)], float(p))
             for i, p in zip(top.indices[b].tolist(), top.values[b].tolist())
@@ -223,14 +223,11 @@ def analyze_batch(
     return out
 
 
-def _to_record(raw, b: int, everything: list) -> AttentionRecord:
+def _to_record(raw, b: int) -> AttentionRecord:
     meta = dict(raw.meta)
-    if raw.kind == "top_channels":
-        # The channels were chosen per image from that image's own weights.
-        weights = next((w.tensor for w in everything
-                        if w.layer == raw.layer and w.kind == "channel_weights"), None)
-        if weights is not None:
-            meta["channels"] = weights[b].topk(raw.tensor.shape[1]).indices.tolist()
+    if "indices" in meta:
+        # Top channels are chosen per image: keep this image's, not the whole batch's.
+        meta["channels"] = meta.pop("indices")[b]
     return AttentionRecord(
         layer=raw.layer, module=raw.module, kind=raw.kind, stage=stage_of(raw.layer),
         data=raw.tensor[b].float().cpu().numpy(), meta=meta,

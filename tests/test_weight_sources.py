@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnviz import analyze, load_model
+from attnviz import analyze, analyze_batch, load_model
 from attnviz.checkpoints import save_safetensors
 from attnviz.errors import CheckpointError, SettingsError, WeightsUnavailableError
 from attnviz.loader import build_architecture
@@ -110,6 +110,12 @@ def test_user_checkpoint_for_a_fitted_cbam_resnet(tmp_path):
     assert len(a.by_kind("channel_weights")) == 8
     off = analyze(IMAGE, model, disabled=["layer1.0.bn2.1"])
     assert len(off.by_kind("spatial_mask")) == 7
+    # In a batch, each image keeps its own top channels.
+    other = IMAGE[::-1, ::-1].copy()
+    batch = analyze_batch([IMAGE, other], model, cam_methods=())
+    for got, alone in zip(batch, (a, analyze(other, model)), strict=True):
+        assert ([r.meta["channels"] for r in got.by_kind("top_channels")]
+                == [r.meta["channels"] for r in alone.by_kind("top_channels")])
 
 
 def test_wrong_architecture_checkpoint_names_keys(tmp_path):

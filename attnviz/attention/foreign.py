@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attnviz.attention.se import top_channel_maps
 from attnviz.attention.simam import simam_energy
 from attnviz.recorder import Recorder, current
 
-TOP_K = 8
 _LOCK = threading.Lock()
 
 # Module kind -> the record kinds it produces (for listings; the hooks decide per call).
@@ -339,9 +339,7 @@ def _top_channels(rec, owner, layer, kind, x: torch.Tensor | None) -> None:
                     if r.layer == layer and r.kind == "channel_weights"), None)
     if weights is None or weights.dim() != 2 or weights.shape[1] != x.shape[1]:
         return
-    k = min(TOP_K, weights.shape[1])
-    idx = weights.topk(k, dim=1).indices
-    feats = torch.gather(x.detach(), 1, idx[:, :, None, None].expand(-1, -1, *x.shape[2:]))
+    feats, idx = top_channel_maps(x, weights)
     rec.add(owner, kind, "top_channels", feats, layer=layer, channels=idx[0].tolist(),
             indices=idx.tolist())
 

@@ -24,7 +24,6 @@ from attnviz.errors import SettingsError
 from attnviz.recorder import current
 
 _INSTALL_LOCK = threading.Lock()
-TOP_K = 8
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,15 @@ def hidden_channels(channels: int, reduction: int) -> int:
     return max(channels // reduction, 1)
 
 
+def top_channel_maps(x: torch.Tensor, weights: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input maps (B,k,H,W) of each item's k most strongly weighted channels, and their
+    indices (B,k); one definition for attnviz's own gates and the foreign ones it hooks."""
+    idx = weights.detach().topk(min(TOP_K, weights.shape[1]), dim=1).indices
+    feats = torch.gather(x.detach(), 1, idx[:, :, None, None].expand(-1, -1, *x.shape[-2:]))
+    return feats, idx
+
+
 def record_channel_weights(
     owner: nn.Module, module_kind: str, x: torch.Tensor, weights: torch.Tensor
 ) -> None:
@@ -36,9 +45,7 @@ def record_channel_weights(
     if rec is None or not rec.keep:
         return
     record(owner, module_kind, "channel_weights", weights)
-    k = min(TOP_K, weights.shape[1])
-    idx = weights.detach().topk(k, dim=1).indices
-    feats = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, *x.shape[-2:]))
+    feats, idx = top_channel_maps(x, weights)
     record(
         owner,
         module_kind,
