@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,28 @@ def offline() -> bool:
         if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
             return True
     return False
+
+
+_DOWNLOAD_HINT = "download it once while online (python -m attnviz download <model id>)"
+
+
+def _cached_or_downloaded(
+    cached: Path | None, download: Callable[[], Path], *, what: str, missing: str, how: str
+) -> StateDict:
+    """Read cached weights; otherwise download them, unless downloads are off.
+
+    Every online source answers the same three cases with the same messages: cached, offline
+    and not cached, or a download that failed (network errors come in many types).
+    """
+    if cached is not None:
+        return read_state_dict(cached)
+    if offline():
+        raise WeightsUnavailableError(f"{what} {missing} and downloads are off; {how}")
+    try:
+        path = download()
+    except Exception as exc:
+        raise WeightsUnavailableError(f"could not download {what} ({exc}); {how}") from exc
+    return read_state_dict(path)
 
 
 class WeightSource(ABC):
@@ -106,24 +129,21 @@ class TorchvisionSource(WeightSource):
 
     def load(self) -> StateDict:
         path = self.cache_path()
-        if path.is_file():
-            return read_state_dict(path)
-        how = (
-            f"download it once while online (python -m attnviz download <model id>) or "
-            f"place {path.name} in {path.parent}"
+
+        def download() -> Path:
+            path.parent.mkdir(parents=True, exist_ok=True)  # a fresh torch hub has none
+            try:
+                torch.hub.download_url_to_file(self._url(), str(path), progress=True)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            return path
+
+        return _cached_or_downloaded(
+            path if path.is_file() else None, download,
+            what=f"torchvision weights {self.weights}", missing="are not cached",
+            how=f"{_DOWNLOAD_HINT} or place {path.name} in {path.parent}",
         )
-        if offline():
-            raise WeightsUnavailableError(
-                f"torchvision weights {self.weights} are not cached and downloads are off; {how}"
-            )
-        try:
-            torch.hub.download_url_to_file(self._url(), str(path), progress=True)
-        except Exception as exc:  # network errors come in many types
-            path.unlink(missing_ok=True)
-            raise WeightsUnavailableError(
-                f"could not download torchvision weights {self.weights} ({exc}); {how}"
-            ) from exc
-        return read_state_dict(path)
 
 
 @dataclass(frozen=True)
@@ -160,24 +180,15 @@ class TimmSource(WeightSource):
         return "cached" if self.available_offline() else "download"
 
     def load(self) -> StateDict:
-        found = self.cached_file()
-        if found is not None:
-            return read_state_dict(found)
-        how = "download it once while online (python -m attnviz download <model id>)"
-        if offline():
-            raise WeightsUnavailableError(
-                f"timm weights {self.name} are not in the Hugging Face cache and downloads are "
-                f"off; {how}"
-            )
-        try:
+        def download() -> Path:
             from huggingface_hub import hf_hub_download
 
-            path = hf_hub_download(self._repo(), "model.safetensors")
-        except Exception as exc:
-            raise WeightsUnavailableError(
-                f"could not download timm weights {self.name} ({exc}); {how}"
-            ) from exc
-        return read_state_dict(path)
+            return Path(hf_hub_download(self._repo(), "model.safetensors"))
+
+        return _cached_or_downloaded(
+            self.cached_file(), download, what=f"timm weights {self.name}",
+            missing="are not in the Hugging Face cache", how=_DOWNLOAD_HINT,
+        )
 
 
 @dataclass(frozen=True)

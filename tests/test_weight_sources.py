@@ -142,3 +142,33 @@ def test_registering_a_spec_keeps_the_built_in_zoo():
     zoo.register(extra)
     assert zoo.get_spec("my-se-resnet18") is extra
     assert zoo.DEFAULT_MODEL_ID in zoo.model_ids() and len(zoo.model_ids()) > 40
+
+
+def test_torchvision_download_path_creates_the_cache_and_cleans_up_a_failure(
+        monkeypatch, tmp_path):
+    """The online path without a network: torch's downloader is replaced by a local copy."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "fresh-torch-home"))
+    monkeypatch.setenv("ATTNVIZ_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    source = get_spec("resnet18").source
+    state = build_architecture(get_spec("resnet18")).state_dict()
+
+    def fake_download(url, dst, progress=True):
+        assert url.endswith(source.cache_path().name)
+        torch.save(state, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    loaded = source.load()
+    assert source.cache_path().is_file() and set(loaded) == set(state)
+
+    source.cache_path().unlink()
+
+    def failing_download(url, dst, progress=True):
+        Path(dst).write_bytes(b"partial")
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", failing_download)
+    with pytest.raises(WeightsUnavailableError, match="could not download torchvision weights "
+                       "ResNet18_Weights.IMAGENET1K_V1 .network unreachable.*place"):
+        source.load()
+    assert not source.cache_path().exists()

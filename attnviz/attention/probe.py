@@ -90,6 +90,15 @@ def _registry(model: nn.Module) -> dict[str, object]:
     return reg
 
 
+def _hook_once(model: nn.Module, key: str, module: nn.Module, make_hook, layer: str) -> None:
+    """Register a forward hook unless one under ``key`` is there: hooks stay for the model's
+    life and are installed once, under a lock, however many callers ask."""
+    with _INSTALL_LOCK:
+        reg = _registry(model)
+        if key not in reg:
+            reg[key] = module.register_forward_hook(make_hook(layer))
+
+
 def install_native_recorders(
     model: nn.Module, found: list[FoundAttention] | None = None
 ) -> list[str]:
@@ -126,12 +135,7 @@ def get_layer(model: nn.Module, layer: str) -> nn.Module:
 
 def install_simam_probe(model: nn.Module, layer: str) -> None:
     """Observe SimAM's energy at a layer's output; the hook returns None (output unchanged)."""
-    module = get_layer(model, layer)
-    with _INSTALL_LOCK:
-        reg = _registry(model)
-        key = f"probe:{layer}"
-        if key not in reg:
-            reg[key] = module.register_forward_hook(_probe_hook(layer))
+    _hook_once(model, f"probe:{layer}", get_layer(model, layer), _probe_hook, layer)
 
 
 def probe_energy(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
@@ -174,12 +178,7 @@ def install_cam_hook(model: nn.Module, layer: str) -> None:
     pass for a CAM covers only the layers after the target: the CAM costs little more than
     the forward pass itself.
     """
-    module = get_layer(model, layer)
-    with _INSTALL_LOCK:
-        reg = _registry(model)
-        key = f"cam:{layer}"
-        if key not in reg:
-            reg[key] = module.register_forward_hook(_cam_hook(layer))
+    _hook_once(model, f"cam:{layer}", get_layer(model, layer), _cam_hook, layer)
 
 
 def _cam_hook(layer: str):
