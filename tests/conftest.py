@@ -33,3 +33,21 @@ def samples():
     """Sample photo stem -> path (chelsea, coffee, ...), straight from assets/samples."""
     folder = Path(__file__).resolve().parents[1] / "assets" / "samples"
     return {p.stem: p for p in sorted(folder.glob("*.jpg"))}
+
+
+@pytest.fixture
+def network_passes():
+    """Counts network passes during a test: one entry per ``analyze_batch`` call, its batch
+    size. Display changes in the app must leave it unchanged."""
+    from attnviz import analysis as analysis_module
+
+    passes: list[int] = []
+    real = analysis_module.analyze_batch
+
+    def counting(images, model, **kwargs):
+        passes.append(len(images))
+        return real(images, model, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(analysis_module, "analyze_batch", counting)
+        yield passes

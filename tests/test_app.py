@@ -13,26 +13,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz import analysis as analysis_module
 from attnviz.ui import state
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TABS = ("Overview", "SimAM energy", "CBAM spatial mask", "Channel weights", "Grad-CAM",
         "Compare", "Ablation", "Learn", "Batch")
-PASSES: list[int] = []  # one entry per network pass: the batch size
-
-
-@pytest.fixture(scope="module", autouse=True)
-def count_network_passes():
-    real = analysis_module.analyze_batch
-
-    def counting(images, model, **kwargs):
-        PASSES.append(len(images))
-        return real(images, model, **kwargs)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(analysis_module, "analyze_batch", counting)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +103,10 @@ def test_every_tab_renders_on_the_default_model(tab):
         assert "CSV of predictions and agreement scores" in downloads(at)
 
 
-def test_display_changes_never_run_the_network_again():
+def test_display_changes_never_run_the_network_again(network_passes):
     state.ANALYSES.clear()
-    PASSES.clear()
     at = page()
-    assert PASSES == [1]
+    assert network_passes == [1]
     before = captions(at)
     at.selectbox(key="cmap").set_value("viridis")
     run(at)
@@ -143,12 +127,12 @@ def test_display_changes_never_run_the_network_again():
     for tab in TABS:
         at.session_state["tab"] = tab
         run(at)
-    assert PASSES == [1], "a display change re-ran the network"
+    assert network_passes == [1], "a display change re-ran the network"
     assert len(before) > len(captions(at))  # the stage filter did act
 
     at.selectbox(key="target:1000").set_value(281)  # an analysis setting: one new pass
     run(at)
-    assert PASSES == [1, 1]
+    assert network_passes == [1, 1]
 
 
 def test_a_bad_upload_is_reported_and_the_good_one_still_analysed(samples):

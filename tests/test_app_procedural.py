@@ -9,26 +9,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz import analysis as analysis_module
 from attnviz.datasets.procedural import sample
 from attnviz.ui import procedural, state
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 MODEL = "procedural-resnet-cbam"
-PASSES: list[int] = []  # one entry per network pass: the batch size
-
-
-@pytest.fixture(scope="module", autouse=True)
-def count_network_passes():
-    real = analysis_module.analyze_batch
-
-    def counting(images, model, **kwargs):
-        PASSES.append(len(images))
-        return real(images, model, **kwargs)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(analysis_module, "analyze_batch", counting)
-        yield
 
 
 def run(at: AppTest) -> AppTest:
@@ -91,11 +76,10 @@ def test_pick_the_model_draw_a_sample_and_read_its_localisation():
     assert "Best attention map on this image" in markdown(at)
 
 
-def test_every_view_draws_on_the_sample_and_display_changes_never_rerun_the_network():
+def test_every_view_draws_on_the_sample_and_display_changes_never_rerun_the_network(network_passes):
     state.ANALYSES.clear()
-    PASSES.clear()
     at = shapes_page()
-    assert PASSES == [1]
+    assert network_passes == [1]
     at.selectbox(key="cmap").set_value("viridis")
     run(at)
     at.slider(key="alpha").set_value(0.8)
@@ -108,11 +92,11 @@ def test_every_view_draws_on_the_sample_and_display_changes_never_rerun_the_netw
             assert sum("CBAM mask" in c for c in captions(at)) == 4
         if tab == "Grad-CAM":
             assert sum(c.startswith("Grad-CAM · ") for c in captions(at)) == 1
-    assert PASSES == [1], "a display change re-ran the network"
+    assert network_passes == [1], "a display change re-ran the network"
 
     at.session_state["tab"] = "Compare"  # three other shapes models on the same sample
     run(at)
-    assert PASSES == [1, 1, 1, 1]
+    assert network_passes == [1, 1, 1, 1]
     lines = [c.value for c in at.caption if c.value.startswith("localisation: ")]
     assert len(lines) == 4
 
@@ -125,10 +109,10 @@ def test_every_view_draws_on_the_sample_and_display_changes_never_rerun_the_netw
     at.session_state["tab"] = "Overview"
     at.number_input(key=procedural.INDEX_KEY).set_value(7)  # another sample: one new pass
     run(at)
-    passes = len(PASSES)
+    passes = len(network_passes)
     at.number_input(key=procedural.INDEX_KEY).set_value(0)  # back: found in the cache
     run(at)
-    assert len(PASSES) == passes
+    assert len(network_passes) == passes
 
 
 def test_a_photo_with_a_shapes_model_gets_a_gentle_note():
