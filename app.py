@@ -422,6 +422,18 @@ with top_col:
 tabs = dict(zip(TABS, st.tabs(TABS, key="tab", on_change="rerun")))
 
 
+def show_view(per_image: list[list[views.MapItem]], width: int, label: str, file_name: str,
+              key: str) -> list[views.Tile]:
+    """The current photo's maps as tiles on the view's shared scale, its colour bar (global
+    scale) and its PNG download: the common body of the heatmap tabs."""
+    scales = views.scales_for(per_image, display.normalization)
+    tiles = views.render_tiles(photo, per_image[here], scales, display, outline)
+    show_tiles(tiles, width=width)
+    bar = show_scale_bar(scales, display)
+    view_download(label, tiles, file_name, key, bar)
+    return tiles
+
+
 def overview_tab() -> None:
     per_image = [views.filter_display(views.overview_items(a), display) for _, a in batch]
     items = per_image[here]
@@ -429,14 +441,10 @@ def overview_tab() -> None:
         st.info(catalog.missing_message("attention layer with a map in the chosen stages",
                                         ["simam", "cbam", "se"], choices))
         return
-    scales = views.scales_for(per_image, display.normalization)
-    tiles = views.render_tiles(photo, items, scales, display, outline)
     modules = ", ".join(views.module_names(analysis))
-    st.caption(f"{len(tiles)} attention layers ({modules}) of {model.id}, from input "
+    st.caption(f"{len(items)} attention layers ({modules}) of {model.id}, from input "
                "to output. Warmer = more attention by that layer's own measure.")
-    show_tiles(tiles, width=150)
-    bar = show_scale_bar(scales, display)
-    view_download("Download this view (PNG)", tiles, "overview.png", "png_overview", bar)
+    show_view(per_image, 150, "Download this view (PNG)", "overview.png", "png_overview")
 
 
 def simam_tab() -> None:
@@ -455,19 +463,15 @@ def simam_tab() -> None:
         return
     layer = c3.selectbox("Layer for the channel grid", [r.layer for r in records],
                          index=len(records) // 2, key="simam_layer")
-    per_image = [views.filter_display(views.energy_items(a, reduce, int(channel))[0], display)
-                 for _, a in batch]
-    items = per_image[here]
-    skipped = views.energy_items(analysis, reduce, int(channel))[1]
+    energy = [views.energy_items(a, reduce, int(channel)) for _, a in batch]
+    per_image = [views.filter_display(items, display) for items, _ in energy]
+    skipped = energy[here][1]
     if skipped:
         st.caption("Left out (fewer channels): " + ", ".join(skipped))
-    scales = views.scales_for(per_image, display.normalization)
-    tiles = views.render_tiles(photo, items, scales, display, outline)
     st.markdown("**Energy per layer** — E_inv = (x−μ)²/(4(σ²+λ)) + ½: bright neurons stand "
                 "out from their channel and get a gate near 1.")
-    show_tiles(tiles, width=200)
-    bar = show_scale_bar(scales, display)
-    view_download("Download the energy maps (PNG)", tiles, "simam-energy.png", "png_simam", bar)
+    show_view(per_image, 200, "Download the energy maps (PNG)", "simam-energy.png",
+              "png_simam")
 
     rec = next(r for r in records if r.layer == layer)
     top = views.top_energy_channels(rec, 8)
@@ -484,14 +488,9 @@ def mask_tab() -> None:
         st.info(catalog.missing_message("CBAM spatial mask", ["cbam", "sam"], choices))
         return
     per_image = [views.filter_display(views.mask_items(a), display) for _, a in batch]
-    items = per_image[here]
-    scales = views.scales_for(per_image, display.normalization)
-    tiles = views.render_tiles(photo, items, scales, display, outline)
     st.markdown("**Spatial mask per block** — σ(7×7 conv of [mean, max] over channels): "
                 "the block multiplies every channel at a position by this value.")
-    show_tiles(tiles, width=200)
-    bar = show_scale_bar(scales, display)
-    view_download("Download the masks (PNG)", tiles, "cbam-masks.png", "png_masks", bar)
+    show_view(per_image, 200, "Download the masks (PNG)", "cbam-masks.png", "png_masks")
 
 
 def weights_tab() -> None:
@@ -551,14 +550,9 @@ def cam_tab() -> None:
         st.info("Pick at least one CAM method in the sidebar.")
         return
     per_image = [views.cam_items(a) for _, a in batch]
-    items = per_image[here]
-    scales = views.scales_for(per_image, display.normalization)
-    tiles = views.render_tiles(photo, items, scales, display, outline)
     st.markdown(f"**Class `{analysis.target_label}` ({analysis.target})** at layer "
                 f"`{analysis.cam_layer}` — change the class in the sidebar.")
-    show_tiles(tiles, width=230)
-    bar = show_scale_bar(scales, display)
-    view_download("Download the CAMs (PNG)", tiles, "cams.png", "png_cams", bar)
+    show_view(per_image, 230, "Download the CAMs (PNG)", "cams.png", "png_cams")
 
 
 def localisation_tab() -> None:
