@@ -148,7 +148,8 @@ def load_model(
 
     cam_layer = default_cam_layer(spec, model)
     install_cam_hook(model, cam_layer)
-    install_native_recorders(model)
+    found = find_attention(model)
+    install_native_recorders(model, found)
     probes = default_probe_layers(spec, model)
     for layer in probes:
         install_simam_probe(model, layer)
@@ -156,5 +157,5 @@ def load_model(
     return LoadedModel(
         spec=spec, model=model, device=dev, weights=weights, labels=labels,
         cam_layer=cam_layer, probe_layers=tuple(probes),
-        attention=tuple(find_attention(model)), load_seconds=time.perf_counter() - started,
+        attention=tuple(found), load_seconds=time.perf_counter() - started,
     )
