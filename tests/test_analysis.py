@@ -163,3 +163,8 @@ def test_probe_energy_equals_the_simam_module_formula():
         for lam in (1e-4, 0.1):
             torch.testing.assert_close(probe_energy(x, lam), simam_energy(x, lam),
                                        rtol=1e-4, atol=1e-5)
+    # Foreign models may hand the probe channels-last or strided outputs.
+    x = torch.randn(2, 6, 9, 11).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(probe_energy(x, 1e-4), simam_energy(x, 1e-4), rtol=1e-4, atol=1e-5)
+    x = torch.randn(1, 6, 9, 22)[..., ::2]
+    torch.testing.assert_close(probe_energy(x, 1e-4), simam_energy(x, 1e-4), rtol=1e-4, atol=1e-5)

@@ -142,18 +142,19 @@ def probe_energy(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
     """SimAM's ``E_inv`` for observation only, updated in place where the module cannot.
 
     Same numbers as ``attention.simam.simam_energy`` (tested); with no autograd to serve,
-    the squared deviations are scaled in place instead of through new temporaries.
-    (``torch.var_mean`` over the spatial dims was measured 5x slower on CPU here.)
+    the squared deviations are scaled in place instead of through new temporaries, on a
+    (B*C, H*W) view so every per-channel broadcast runs along rows. Measured on CPU:
+    ``torch.var_mean`` over the spatial dims was 5x slower, and ``addcmul`` with a 0-dim
+    ``1/2`` about 2x slower than ``mul_`` then ``add_``.
     """
-    n = max(x.shape[-2] * x.shape[-1] - 1, 1)
-    energy = x - x.mean(dim=(-2, -1), keepdim=True)
+    b, c, h, w = x.shape
+    n = max(h * w - 1, 1)
+    rows = x.reshape(b * c, h * w)
+    energy = rows - rows.mean(dim=1, keepdim=True)
     energy.square_()
     # 1 / (4 (var + lambda)), per channel, with var = sum(d^2) / n; then d^2 * that + 1/2.
-    scale = energy.sum(dim=(-2, -1), keepdim=True).div_(n).add_(e_lambda).reciprocal_()
-    return torch.addcmul(_HALF, energy, scale, value=0.25, out=energy)
-
-
-_HALF = torch.tensor(0.5)
+    scale = energy.sum(dim=1, keepdim=True).div_(n).add_(e_lambda).reciprocal_().mul_(0.25)
+    return energy.mul_(scale).add_(0.5).view(b, c, h, w)
 
 
 def _probe_hook(layer: str):
