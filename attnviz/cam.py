@@ -10,6 +10,7 @@ of the cost. ScoreCAM needs forward passes of masked inputs and runs them batche
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 
 import numpy as np
@@ -73,9 +74,22 @@ class _Holder(nn.Module):
         self.p = nn.Parameter(torch.zeros(1), requires_grad=False)
 
 
+@functools.cache
+def _formula(method: str):
+    """The package's class for a gradient/eigen method, built once: it only holds formulas
+    (``get_cam_image`` is pure) and hooks a throwaway layer, so one instance serves every call
+    and thread. Building it per call cost about 1% of a small model's analysis."""
+    return CAM_METHODS[method](_Holder(), [nn.Identity()])
+
+
 def _instance(method: str, model: nn.Module | None):
-    # BaseCAM hooks its target layers; give it a throwaway layer so the shared model stays clean.
-    return CAM_METHODS[method](model if model is not None else _Holder(), [nn.Identity()])
+    if method != "scorecam":
+        return _formula(method)
+    # ScoreCAM runs the model itself; BaseCAM hooks its target layers, so give it a throwaway
+    # layer and release it after use so the shared model stays clean.
+    inst = CAM_METHODS[method](model if model is not None else _Holder(), [nn.Identity()])
+    inst.batch_size = SCORECAM_BATCH
+    return inst
 
 
 def cam_maps(
@@ -94,15 +108,14 @@ def cam_maps(
     out: dict[str, np.ndarray] = {}
     for method in methods:
         inst = _instance(method, model if method == "scorecam" else None)
-        if method == "scorecam":
-            inst.batch_size = SCORECAM_BATCH
         if grads is None and method not in NO_GRADIENT:
             raise SettingsError(f"CAM method {method!r} needs gradients")
         # ScoreCAM draws a tqdm bar per image on stderr; attnviz shows its own progress.
         quiet = contextlib.redirect_stderr(io.StringIO()) if method == "scorecam" else _NULL
         with torch.no_grad(), quiet:
             cam = inst.get_cam_image(input_tensor, None, wrapped, acts, grads, False)
-        inst.activations_and_grads.release()
+        if method == "scorecam":
+            inst.activations_and_grads.release()
         cam = np.maximum(cam, 0)
         out[method] = scale_cam_image(cam, size).astype(np.float32)
     return out

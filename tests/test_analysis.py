@@ -168,3 +168,25 @@ def test_probe_energy_equals_the_simam_module_formula():
     torch.testing.assert_close(probe_energy(x, 1e-4), simam_energy(x, 1e-4), rtol=1e-4, atol=1e-5)
     x = torch.randn(1, 6, 9, 22)[..., ::2]
     torch.testing.assert_close(probe_energy(x, 1e-4), simam_energy(x, 1e-4), rtol=1e-4, atol=1e-5)
+
+
+def test_probe_sees_the_layer_output_before_later_in_place_ops():
+    """The energy is computed after the forward pass, from a copy taken at the layer."""
+    from torch import nn
+
+    from attnviz.attention.probe import install_simam_probe
+    from attnviz.attention.simam import simam_energy
+    from attnviz.recorder import Recorder, recording
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 1)).eval()
+    install_simam_probe(model, "0")
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        before_relu = model[0](x)
+        rec = Recorder(model, probe_layers={"0": 0.1})
+        with recording(rec):
+            model(x)
+    (record,) = rec.records
+    assert record.layer == "0" and record.kind == "energy"
+    torch.testing.assert_close(record.tensor, simam_energy(before_relu, 0.1))

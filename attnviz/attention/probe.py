@@ -14,6 +14,7 @@ current recorder, so a shared model serves concurrent callers safely.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -139,22 +140,27 @@ def install_simam_probe(model: nn.Module, layer: str) -> None:
 
 
 def probe_energy(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
-    """SimAM's ``E_inv`` for observation only, updated in place where the module cannot.
+    """SimAM's ``E_inv`` for observation only: ``attention.simam.simam_energy``'s numbers
+    (tested), computed in place on a copy by ``energy_in_place``."""
+    return energy_in_place(x.detach().clone(memory_format=torch.contiguous_format), e_lambda)
 
-    Same numbers as ``attention.simam.simam_energy`` (tested); with no autograd to serve,
-    the squared deviations are scaled in place instead of through new temporaries, on a
-    (B*C, H*W) view so every per-channel broadcast runs along rows. Measured on CPU:
-    ``torch.var_mean`` over the spatial dims was 5x slower, and ``addcmul`` with a 0-dim
-    ``1/2`` about 2x slower than ``mul_`` then ``add_``.
+
+def energy_in_place(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
+    """Turn a contiguous (B,C,H,W) activation into its SimAM ``E_inv``, in place.
+
+    With no autograd to serve, every step overwrites the buffer, on a (B*C, H*W) view so each
+    per-channel broadcast runs along rows. Measured on CPU: ``torch.var_mean`` over the
+    spatial dims was 5x slower, and ``addcmul`` with a 0-dim ``1/2`` about 2x slower than
+    ``mul_`` then ``add_``.
     """
     b, c, h, w = x.shape
     n = max(h * w - 1, 1)
-    rows = x.reshape(b * c, h * w)
-    energy = rows - rows.mean(dim=1, keepdim=True)
-    energy.square_()
+    rows = x.view(b * c, h * w)
+    rows.sub_(rows.mean(dim=1, keepdim=True)).square_()
     # 1 / (4 (var + lambda)), per channel, with var = sum(d^2) / n; then d^2 * that + 1/2.
-    scale = energy.sum(dim=1, keepdim=True).div_(n).add_(e_lambda).reciprocal_().mul_(0.25)
-    return energy.mul_(scale).add_(0.5).view(b, c, h, w)
+    scale = rows.sum(dim=1, keepdim=True).div_(n).add_(e_lambda).reciprocal_().mul_(0.25)
+    rows.mul_(scale).add_(0.5)
+    return x
 
 
 def _probe_hook(layer: str):
@@ -164,9 +170,13 @@ def _probe_hook(layer: str):
             return None
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             return None
+        # A copy now (later layers may overwrite the output in place); the energy once the
+        # forward pass is over (``Recorder.defer``). The record holds the buffer that becomes
+        # the energy.
         with torch.no_grad():
-            energy = probe_energy(output.detach(), rec.probe_layers[layer])
-        rec.add(module, "simam-probe", "energy", energy, layer=layer)
+            buffer = output.detach().clone(memory_format=torch.contiguous_format)
+        rec.add(module, "simam-probe", "energy", buffer, layer=layer)
+        rec.defer(functools.partial(energy_in_place, buffer, rec.probe_layers[layer]))
         return None
 
     return hook
