@@ -3,7 +3,8 @@
 For each model: a bare inference forward (``torch.inference_mode``, preprocessed tensor), the
 full attnviz analysis from the decoded photo (preprocessing, every attention record, Grad-CAM
 at the last stage for the top-1 class, top-5), and ``pytorch_grad_cam.GradCAM`` alone on the
-same tensor and target. Timings are interleaved medians from one run.
+same tensor and target. Timings are medians of calls taken in turns; ratios are medians of
+the per-round ratios (``common.paired_ratio``), which cancel this VM's speed drift.
 ``pytorch_grad_cam.GradCAM`` runs as its README uses it: on the model with parameters that
 require gradients. Each comparison is interleaved as a pair in one run.
 Targets (issue 6): analysis <= 1.25x bare forward; analysis >= 2.5x faster than GradCAM.
@@ -12,6 +13,7 @@ Targets (issue 6): analysis <= 1.25x bare forward; analysis >= 2.5x faster than 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, interleaved, machine, save  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    interleaved_samples,
+    machine,
+    paired_ratio,
+    save,
+)
 
 
 def _models(device: str):
@@ -76,12 +84,14 @@ def run(device: str, reps: int, with_scorecam: bool = False) -> dict:
 
         # Each comparison is its own interleaved pair, so one contender's memory churn
         # does not slow the other's measurements.
-        vs_bare = interleaved(
+        bare_s = interleaved_samples(
             {"bare_forward": bare, "attnviz_analysis": full},
             reps=reps, device=dev)
-        vs_usual = interleaved(
+        usual_s = interleaved_samples(
             {"attnviz_analysis": full, "pytorch_grad_cam_GradCAM": usual_cam},
             reps=reps, device=dev)
+        vs_bare = {k: statistics.median(v) for k, v in bare_s.items()}
+        vs_usual = {k: statistics.median(v) for k, v in usual_s.items()}
         ref.activations_and_grads.release()
         a = analyze(image, loaded)
         scorecam = None
@@ -98,10 +108,10 @@ def run(device: str, reps: int, with_scorecam: bool = False) -> dict:
             "bare_forward_ms": round(vs_bare["bare_forward"] * 1000, 1),
             "attnviz_analysis_ms": round(vs_bare["attnviz_analysis"] * 1000, 1),
             "analysis_over_bare": round(
-                vs_bare["attnviz_analysis"] / vs_bare["bare_forward"], 3),
+                paired_ratio(bare_s["attnviz_analysis"], bare_s["bare_forward"]), 3),
             "pytorch_grad_cam_GradCAM_ms": round(vs_usual["pytorch_grad_cam_GradCAM"] * 1000, 1),
-            "gradcam_over_analysis": round(
-                vs_usual["pytorch_grad_cam_GradCAM"] / vs_usual["attnviz_analysis"], 2),
+            "gradcam_over_analysis": round(paired_ratio(
+                usual_s["pytorch_grad_cam_GradCAM"], usual_s["attnviz_analysis"]), 2),
             "scorecam_analysis_ms": None if scorecam is None else round(scorecam * 1000, 1),
         })
     return {"machine": machine(), "reps": reps, "rows": rows}
@@ -110,7 +120,7 @@ def run(device: str, reps: int, with_scorecam: bool = False) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--reps", type=int, default=30)
     p.add_argument("--scorecam", action="store_true", help="also time ScoreCAM (slow on CPU)")
     args = p.parse_args()
     result = run(args.device, args.reps, args.scorecam)

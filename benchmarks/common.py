@@ -37,9 +37,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2,
-                device: torch.device | None = None) -> dict[str, float]:
-    """Median seconds per call; the functions take turns so machine noise hits them alike."""
+def interleaved_samples(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2,
+                        device: torch.device | None = None) -> dict[str, list[float]]:
+    """Seconds per call, one list per function; they take turns so that machine noise (a
+    shared VM's speed drifts by tens of percent within a minute) hits them alike."""
     dev = device or torch.device("cpu")
     for _ in range(warmup):
         for fn in fns.values():
@@ -52,7 +53,20 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2
             fn()
             sync(dev)
             times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2,
+                device: torch.device | None = None) -> dict[str, float]:
+    """Median seconds per call of functions timed in turns (``interleaved_samples``)."""
+    samples = interleaved_samples(fns, reps, warmup, device)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median of the per-round ratios: each round's two calls ran back to back, so the ratio
+    of a round cancels the machine's speed at that moment, which a ratio of medians does not."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
 def save(name: str, payload: dict) -> Path:
