@@ -15,6 +15,7 @@ from attnviz.cam import CAM_METHODS, CAM_TITLES
 from attnviz.charts import blocks_heatmap_figure, channel_weights_figure, figure_png
 from attnviz.custom import select_records
 from attnviz.devices import available_devices
+from attnviz.memory import keep_freed_memory
 from attnviz.render import colormap_names
 from attnviz.samples import sample_paths
 from attnviz.ui import catalog, custom_model, procedural, state, views
@@ -34,6 +35,7 @@ TILE_WIDTH = 230
 TOP1_CLASS = -1  # the target menu's "top-1" entry (a selectbox shows None as "nothing chosen")
 
 st.set_page_config(page_title="attnviz", page_icon="🔍", layout="wide")
+keep_freed_memory()  # once per process: repeated analyses stop re-faulting their memory
 # Less empty space above the title, so the photo and the first overlays fit on one screen.
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>")
 

@@ -191,8 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from attnviz.cli_custom import cmd_inspect
     from attnviz.cli_training import cmd_evaluate, cmd_fit
     from attnviz.errors import AttnvizError, SettingsError
+    from attnviz.memory import keep_freed_memory
 
     args = _parser().parse_args(argv)
+    keep_freed_memory()
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     handlers = {"models": _cmd_models, "layers": _cmd_layers, "analyze": _cmd_analyze,
                 "download": _cmd_download, "fit": cmd_fit, "evaluate": cmd_evaluate,

@@ -8,6 +8,7 @@ the per-round ratios (``common.paired_ratio``), which cancel this VM's speed dri
 ``pytorch_grad_cam.GradCAM`` runs as its README uses it: on the model with parameters that
 require gradients. Each comparison is interleaved as a pair in one run.
 Targets (issue 6): analysis <= 1.25x bare forward; analysis >= 2.5x faster than GradCAM.
+Runs with ``attnviz.keep_freed_memory`` as the app and the CLI do; ``--glibc-default`` without.
 """
 
 from __future__ import annotations
@@ -122,10 +123,18 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--scorecam", action="store_true", help="also time ScoreCAM (slow on CPU)")
+    p.add_argument("--glibc-default", action="store_true",
+                   help="leave malloc as it is (the app and the CLI call keep_freed_memory)")
     args = p.parse_args()
-    result = run(args.device, args.reps, args.scorecam)
-    path = save(f"analysis-{args.device}", result)
-    print(f"# machine: {result['machine']}")
+    allocator = "glibc default"
+    if not args.glibc_default:
+        from attnviz.memory import keep_freed_memory
+
+        allocator = "keep_freed_memory" if keep_freed_memory() else "default (no mallopt)"
+    result = {**run(args.device, args.reps, args.scorecam), "allocator": allocator}
+    path = save(f"analysis-{args.device}" + ("-glibc-default" if args.glibc_default else ""),
+                result)
+    print(f"# machine: {result['machine']}; allocator: {allocator}")
     for r in result["rows"]:
         print(r)
     print(f"saved {path}")

@@ -46,6 +46,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--reps", type=int, default=15)
     args = p.parse_args()
+    from attnviz.memory import keep_freed_memory
+
+    keep_freed_memory()  # as the app runs
     result = run(args.reps)
     print(f"saved {save('render-cpu', result)}")
 

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BENCHES = [
     ("analysis", ["bench_analysis.py"]),
+    ("analysis, glibc malloc defaults", ["bench_analysis.py", "--glibc-default"]),
     ("render", ["bench_render.py"]),
     ("app display changes", ["bench_app.py"]),
     ("cold start", ["bench_cold_start.py"]),
@@ -32,9 +33,12 @@ def _load(name: str) -> dict | None:
 
 def report() -> str:
     lines = ["# attnviz benchmarks", ""]
-    a = _load("analysis-cpu")
-    if a:
-        lines += [f"Machine: {a['machine']}", "",
+    for name, allocator in (("analysis-cpu", "with `keep_freed_memory`, as the app and CLI run"),
+                            ("analysis-cpu-glibc-default", "glibc malloc defaults")):
+        a = _load(name)
+        if not a:
+            continue
+        lines += [f"Analysis, {allocator}. Machine: {a['machine']}", "",
                   "| model | bare forward | attnviz analysis | ratio (target <= 1.25) | "
                   "pytorch_grad_cam GradCAM | GradCAM / analysis (target >= 2.5) |",
                   "|---|--:|--:|--:|--:|--:|"]
@@ -79,8 +83,8 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         print(f"== {name}", flush=True)
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / script[0])], cwd=ROOT,
-                       check=True)
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / script[0]), *script[1:]],
+                       cwd=ROOT, check=True)
     text = report()
     (RESULTS / "REPORT.md").write_text(text + "\n")
     print(text)
