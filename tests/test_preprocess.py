@@ -34,5 +34,5 @@ def test_normalize_uses_the_imagenet_statistics() -> None:
     prep = Preprocessing(size=8)
     x = prep.normalize([view, view])
     expected = (1.0 - np.array(prep.mean)) / np.array(prep.std)
-    assert tuple(x.shape) == (2, 3, 8, 8)
+    assert tuple(x.shape) == (2, 3, 8, 8) and x.is_contiguous()
     np.testing.assert_allclose(x[1, :, 3, 5].numpy(), expected, rtol=1e-6)
