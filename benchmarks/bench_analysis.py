@@ -27,6 +27,7 @@ from benchmarks.common import (  # noqa: E402
     ROOT,
     interleaved_samples,
     machine,
+    paired_quartiles,
     paired_ratio,
     save,
 )
@@ -110,6 +111,8 @@ def run(device: str, reps: int, with_scorecam: bool = False) -> dict:
             "attnviz_analysis_ms": round(vs_bare["attnviz_analysis"] * 1000, 1),
             "analysis_over_bare": round(
                 paired_ratio(bare_s["attnviz_analysis"], bare_s["bare_forward"]), 3),
+            "analysis_over_bare_quartiles": [round(q, 3) for q in paired_quartiles(
+                bare_s["attnviz_analysis"], bare_s["bare_forward"])],
             "pytorch_grad_cam_GradCAM_ms": round(vs_usual["pytorch_grad_cam_GradCAM"] * 1000, 1),
             "gradcam_over_analysis": round(paired_ratio(
                 usual_s["pytorch_grad_cam_GradCAM"], usual_s["attnviz_analysis"]), 2),

@@ -69,6 +69,12 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
+def paired_quartiles(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
+    """First and third quartiles of the per-round ratios: how much the rounds disagree."""
+    q = statistics.quantiles([a / b for a, b in zip(numerator, denominator, strict=True)], n=4)
+    return q[0], q[2]
+
+
 def save(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
