@@ -401,8 +401,7 @@ with top_col:
     for rank, p in enumerate(analysis.predictions, start=1):
         st.progress(min(1.0, p.probability), text=f"{rank}. {p.label} — {p.probability:.1%}")
     st.caption(f"{model.spec.title} · weights: {analysis.weights} · {analysis.device} · "
-               f"forward {analysis.timings.get('forward', 0):.2f} s, CAM "
-               f"{analysis.timings.get('cam', 0):.2f} s")
+               f"{views.timing_caption(analysis)}")
     if note := procedural.photo_note(spec, current):
         st.caption(note)
 

@@ -188,6 +188,7 @@ def analyze_batch(
     )
 
     cams: dict[str, np.ndarray] = {}
+    cam_times: dict[str, float] = {}
     t1 = time.perf_counter()
     if methods:
         acts = recorder.cam_activations.get(layer)
@@ -197,7 +198,7 @@ def analyze_batch(
         if grad:
             score = logits.gather(1, torch.tensor(targets, device=logits.device)[:, None]).sum()
             (grads,) = torch.autograd.grad(score, acts)
-        cams = cam_maps(methods, acts, grads, x, targets, model.model)
+        cams = cam_maps(methods, acts, grads, x, targets, model.model, timings=cam_times)
     t_cam = time.perf_counter() - t1
 
     out = []
@@ -217,7 +218,7 @@ def analyze_batch(
             settings={"cam_methods": methods, "target": target_index, "disabled": list(disabled),
                       "probe_layers": probes, "simam_lambda": simam_lambda,
                       "preprocessing": prep.as_dict()},
-            timings={"forward": t_forward, "cam": t_cam,
+            timings={"forward": t_forward, "cam": t_cam, **cam_times,
                      "total": time.perf_counter() - started},
         ))
     return out

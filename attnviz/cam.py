@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import time
 
 import numpy as np
 import torch
@@ -99,14 +100,20 @@ def cam_maps(
     input_tensor: torch.Tensor,
     targets: list[int],
     model: nn.Module | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Maps (B, H, W) in [0, 1] at input resolution, exactly as ``pytorch_grad_cam`` scales them."""
+    """Maps (B, H, W) in [0, 1] at input resolution, exactly as ``pytorch_grad_cam`` scales them.
+
+    ``timings`` (optional) receives each method's own seconds as ``"cam:<method>"``: ScoreCAM
+    runs one forward pass per channel of the layer and reports what that cost on its own.
+    """
     acts = activations.detach().float().cpu().numpy()
     grads = gradients.detach().float().cpu().numpy() if gradients is not None else None
     size = (input_tensor.shape[-1], input_tensor.shape[-2])
     wrapped = [ClassifierOutputTarget(t) for t in targets]
     out: dict[str, np.ndarray] = {}
     for method in methods:
+        started = time.perf_counter()
         inst = _instance(method, model if method == "scorecam" else None)
         if grads is None and method not in NO_GRADIENT:
             raise SettingsError(f"CAM method {method!r} needs gradients")
@@ -118,4 +125,6 @@ def cam_maps(
             inst.activations_and_grads.release()
         cam = np.maximum(cam, 0)
         out[method] = scale_cam_image(cam, size).astype(np.float32)
+        if timings is not None:
+            timings[f"cam:{method}"] = time.perf_counter() - started
     return out

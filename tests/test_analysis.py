@@ -151,6 +151,7 @@ def test_summary_is_json_ready(default_model, cat):
     text = json.dumps(s)
     assert s["model"] == default_model.id and len(s["top5"]) == 5
     assert len(s["layers"]) == 16 and "gradcam" in text
+    assert s["timings_s"].keys() >= {"forward", "cam", "cam:gradcam", "total"}
 
 
 def test_probe_energy_equals_the_simam_module_formula():

@@ -49,7 +49,12 @@ def test_scorecam_equals_pytorch_grad_cam_on_a_small_network():
     rec = Recorder(model, cam_layers={"3"})
     with recording(rec), torch.no_grad():
         model(x)
-    ours = cam_maps(["scorecam"], rec.cam_activations["3"], None, x, [3], model)["scorecam"]
+    timings: dict[str, float] = {}
+    ours = cam_maps(["scorecam", "eigencam"], rec.cam_activations["3"], None, x, [3], model,
+                    timings=timings)["scorecam"]
+    # Each method reports its own cost; ScoreCAM's 24 masked passes cost more than Eigen-CAM.
+    assert set(timings) == {"cam:scorecam", "cam:eigencam"}
+    assert timings["cam:scorecam"] > timings["cam:eigencam"] > 0
     with CAM_METHODS["scorecam"](model, [model[3]]) as ref_cam:
         ref_cam.batch_size = 32
         ref = ref_cam(x, [ClassifierOutputTarget(3)])

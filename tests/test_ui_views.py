@@ -214,3 +214,13 @@ def test_layer_and_stage_filter_keeps_only_the_chosen_maps():
     only = Display(stages=(2, 3), layers=("layer3.0", "layer1.0"))
     assert [i.group for i in filter_display(items, only)] == ["layer3.0"]
     assert filter_display(items, Display(layers=())) == []
+
+
+def test_timing_caption_names_only_the_costly_cam_methods():
+    a = fake_analysis([])
+    a.timings.update({"forward": 0.031, "cam": 12.5, "cam:gradcam": 0.001,
+                      "cam:scorecam": 12.49})
+    caption = views.timing_caption(a)
+    assert caption == "forward 0.03 s, CAM 12.50 s (of which Score-CAM 12.5 s)"
+    a.timings.pop("cam:scorecam")
+    assert views.timing_caption(a) == "forward 0.03 s, CAM 12.50 s"

@@ -159,6 +159,16 @@ def top_channel_items(analysis: Analysis, layer: str) -> list[MapItem]:
     return items
 
 
+def timing_caption(analysis: Analysis, slow: float = 0.5) -> str:
+    """How long the analysis took, naming any CAM method that cost ``slow`` seconds or more on
+    its own (ScoreCAM: one forward pass per channel of the CAM layer)."""
+    t = analysis.timings
+    line = f"forward {t.get('forward', 0):.2f} s, CAM {t.get('cam', 0):.2f} s"
+    costly = [f"{CAM_TITLES.get(k[4:], k[4:])} {v:.1f} s" for k, v in t.items()
+              if k.startswith("cam:") and v >= slow]
+    return line + (f" (of which {', '.join(costly)})" if costly else "")
+
+
 def cam_items(analysis: Analysis) -> list[MapItem]:
     target = f"{analysis.target_label} ({analysis.target})"
     return [MapItem(f"cam:{m}", f"{CAM_TITLES.get(m, m)} · {target}", cam)
