@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BENCHES = [
-    ("analysis", ["bench_analysis.py"]),
+    ("analysis", ["bench_analysis.py", "--scorecam"]),
     ("analysis, glibc malloc defaults", ["bench_analysis.py", "--glibc-default"]),
     ("render", ["bench_render.py"]),
     ("app display changes", ["bench_app.py"]),
@@ -50,6 +50,11 @@ def report() -> str:
                 f"{r['analysis_over_bare']} | {q1}-{q3} | {r['pytorch_grad_cam_GradCAM_ms']} ms | "
                 f"{r['gradcam_over_analysis']} |")
         lines.append("")
+        for r in a["rows"]:
+            if r.get("scorecam"):
+                sc = r["scorecam"]
+                lines += [f"ScoreCAM alone on {r['model']}: {sc['seconds']} s for "
+                          f"{sc['forward_passes']} masked forward passes in batches of 32.", ""]
     r = _load("render-cpu")
     if r:
         lines += ["| model | Overview overlays | render time (target < 100 ms) |", "|---|--:|--:|"]
