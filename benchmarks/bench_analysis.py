@@ -58,6 +58,7 @@ def run(device: str, reps: int, with_scorecam: bool = False) -> dict:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from attnviz import analyze
+    from attnviz.cam import scorecam_batch
     from attnviz.inputs import load_image
 
     image = load_image(ROOT / "assets" / "samples" / "chelsea.jpg").array
@@ -108,7 +109,7 @@ def run(device: str, reps: int, with_scorecam: bool = False) -> dict:
             b = analyze(image, loaded, cam_methods=("scorecam",))
             hook.remove()
             scorecam = {"seconds": round(b.timings["cam:scorecam"], 2),
-                        "forward_passes": seen["channels"]}
+                        "forward_passes": seen["channels"], "batch": scorecam_batch(dev)}
         print(f"{name}: {vs_bare} {vs_usual}", file=sys.stderr, flush=True)
         rows.append({
             "model": name,

@@ -54,7 +54,8 @@ def report() -> str:
             if r.get("scorecam"):
                 sc = r["scorecam"]
                 lines += [f"ScoreCAM alone on {r['model']}: {sc['seconds']} s for "
-                          f"{sc['forward_passes']} masked forward passes in batches of 32.", ""]
+                          f"{sc['forward_passes']} masked forward passes in batches of "
+                          f"{sc.get('batch', '?')}.", ""]
     r = _load("render-cpu")
     if r:
         lines += ["| model | Overview overlays | render time (target < 100 ms) |", "|---|--:|--:|"]
