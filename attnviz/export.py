@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from attnviz.charts import channel_weights_figure, figure_png
 from attnviz.render import overlay, to_png_bytes
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_ENCODERS = max(1, min(8, os.cpu_count() or 1))
 
 
 def safe_name(text: str) -> str:
@@ -59,23 +63,35 @@ def analysis_files(
     alpha: float = 0.5,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, bytes]:
-    """File name -> content for one analysis (PNG overlays, maps.npz, summary.json)."""
-    files: dict[str, bytes] = {}
+    """File name -> content for one analysis (PNG overlays, maps.npz, summary.json).
+
+    Encoding dominates a batch export (about 0.35 s per image for the default model, against
+    25 ms for its analysis); PNG and deflate encoders release the GIL, so the overlays and the
+    maps are encoded on a thread per core. Matplotlib figures stay on the calling thread.
+    """
     image = analysis.image
+    jobs: dict[str, Callable[[], bytes] | bytes] = {}
+
+    def overlay_png(values: np.ndarray) -> Callable[[], bytes]:
+        return lambda: to_png_bytes(overlay(image, values, cmap=cmap, alpha=alpha))
+
     for rec in analysis.records:
         base = safe_name(f"{rec.layer}_{rec.kind}")
         if rec.kind == "channel_weights":
             fig = channel_weights_figure(rec.data, title=f"{rec.layer} channel weights")
-            files[f"{base}.png"] = figure_png(fig)
+            jobs[f"{base}.png"] = figure_png(fig)
             continue
         spatial = rec.spatial()
         if spatial is not None:
-            files[f"{base}.png"] = to_png_bytes(overlay(image, spatial, cmap=cmap, alpha=alpha))
+            jobs[f"{base}.png"] = overlay_png(spatial)
     for method, cam in analysis.cams.items():
-        files[f"cam_{safe_name(method)}.png"] = to_png_bytes(
-            overlay(image, cam, cmap=cmap, alpha=alpha)
-        )
-    files["maps.npz"] = npz_bytes(analysis)
+        jobs[f"cam_{safe_name(method)}.png"] = overlay_png(cam)
+    jobs["maps.npz"] = lambda: npz_bytes(analysis)
+    with ThreadPoolExecutor(max_workers=min(_ENCODERS, len(jobs))) as pool:
+        pending = {name: job if isinstance(job, bytes) else pool.submit(job)
+                   for name, job in jobs.items()}
+        files = {name: done if isinstance(done, bytes) else done.result()
+                 for name, done in pending.items()}
     summary = analysis.summary()
     summary["render"] = {"colormap": cmap, "alpha": alpha}
     if extra:
