@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+ACCELERATOR_BATCH = 16  # images per forward pass of `analyze` on a GPU
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--disable", action="append", default=[], metavar="LAYER",
                    help="run this attention layer as identity (ablation; repeatable)")
     a.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    a.add_argument("--batch-size", type=_positive_int, metavar="N",
+                   help="images per forward pass (default: 1 on CPU, where larger batches "
+                        f"measured no faster, {ACCELERATOR_BATCH} on a GPU)")
     a.add_argument("--colormap", default="jet")
     a.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1")
     a.add_argument("--out", required=True, type=Path, help="output folder")
@@ -125,7 +129,7 @@ def _expand(inputs: Sequence[str]) -> Iterator[Path]:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from attnviz.analysis import analyze
+    from attnviz.analysis import analyze_batch
     from attnviz.cli_custom import load_from_args, shown_layers
     from attnviz.custom import select_records
     from attnviz.errors import AttnvizError
@@ -149,36 +153,64 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     model = load_from_args(args)  # the zoo's, or the user's own (--factory/--torchscript/--timm)
     shown = shown_layers(args, model)
     methods = args.cam or (["gradcam"] if model.cam_layer else [])
+    batch = args.batch_size or (1 if model.device.type == "cpu" else ACCELERATOR_BATCH)
     failures = 0
     used: set[str] = set()
-    bar = tqdm(paths, desc="analysing", unit="image", disable=None, file=sys.stderr)
-    for path in bar:
+    bar = tqdm(total=len(paths), desc="analysing", unit="image", disable=None, file=sys.stderr)
+    for start in range(0, len(paths), batch):
+        # Decode this batch (a bad file is reported and skipped), analyse it in one pass,
+        # write it: memory stays flat in the number of images.
+        decoded = []
+        for path in paths[start:start + batch]:
+            try:
+                decoded.append((path, load_image(path)))
+            except AttnvizError as exc:
+                failures += 1
+                bar.write(f"attnviz: {path}: {exc}", file=sys.stderr)
+                bar.update(1)
+        if not decoded:
+            continue
         try:
-            loaded = load_image(path)
-            analysis = analyze(
-                loaded.array, model, cam_methods=methods, target=args.target,
-                cam_layer=args.cam_layer, disabled=args.disable, probe_layers=args.probe,
-                simam_lambda=args.simam_lambda,
+            analyses = analyze_batch(
+                [image.array for _, image in decoded], model, cam_methods=methods,
+                target=args.target, cam_layer=args.cam_layer, disabled=args.disable,
+                probe_layers=args.probe, simam_lambda=args.simam_lambda,
             )
         except AttnvizError as exc:
-            failures += 1
-            bar.write(f"attnviz: {path}: {exc}", file=sys.stderr)
             if _is_setting_error(exc):
+                bar.write(f"attnviz: {exc}", file=sys.stderr)
                 return EXIT_USAGE  # the same setting would fail for every image
+            failures += len(decoded)
+            bar.write(f"attnviz: {', '.join(str(p) for p, _ in decoded)}: {exc}",
+                      file=sys.stderr)
+            bar.update(len(decoded))
             continue
-        analysis = select_records(analysis, shown)
-        stem = safe_name(path.stem)
-        name, n = stem, 1
-        while name in used:
-            n += 1
-            name = f"{stem}_{n}"
-        used.add(name)
-        write_analysis(analysis, args.out / name, cmap=args.colormap, alpha=args.alpha,
-                       extra={"input": str(path), "input_notes": list(loaded.notes)})
+        for (path, image), analysis in zip(decoded, analyses):
+            stem = safe_name(path.stem)
+            name, n = stem, 1
+            while name in used:
+                n += 1
+                name = f"{stem}_{n}"
+            used.add(name)
+            write_analysis(select_records(analysis, shown), args.out / name, cmap=args.colormap,
+                           alpha=args.alpha,
+                           extra={"input": str(path), "input_notes": list(image.notes)})
+            bar.update(1)
+    bar.close()
     done = len(paths) - failures
     print(f"{done} of {len(paths)} image(s) analysed with {model.id}; results in {args.out}",
           file=sys.stderr)
     return EXIT_OK if failures == 0 else EXIT_SOME_FAILED
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _is_setting_error(exc: Exception) -> bool:

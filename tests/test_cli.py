@@ -69,6 +69,40 @@ def test_analyze_reports_each_bad_file_and_keeps_going(tmp_path, samples):
     assert (out / "chelsea" / "summary.json").is_file()
 
 
+def test_analyze_in_batches_matches_one_at_a_time(tmp_path, samples):
+    """Three photos and a broken file in batches of two: the broken one is reported, the
+    batch it shared still runs, and every result equals the one-at-a-time result."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for stem in ("chelsea", "coffee", "rocket"):
+        shutil.copy(samples[stem], folder)
+    (folder / "broken.jpg").write_text("not an image")
+    single, batched = tmp_path / "single", tmp_path / "batched"
+    assert run_cli("analyze", str(folder), "--out", str(single), "--device", "cpu",
+                   "--batch-size", "1").returncode == 1
+    res = run_cli("analyze", str(folder), "--out", str(batched), "--device", "cpu",
+                  "--batch-size", "2")
+    assert res.returncode == 1 and "broken.jpg" in res.stderr and "Traceback" not in res.stderr
+    assert sorted(p.name for p in batched.iterdir()) == ["chelsea", "coffee", "rocket"]
+    for stem in ("chelsea", "coffee", "rocket"):
+        one = json.loads((single / stem / "summary.json").read_text())
+        two = json.loads((batched / stem / "summary.json").read_text())
+        assert [p["index"] for p in one["top5"]] == [p["index"] for p in two["top5"]]
+        a, b = np.load(single / stem / "maps.npz"), np.load(batched / stem / "maps.npz")
+        np.testing.assert_allclose(a["cam/gradcam"], b["cam/gradcam"], atol=1e-3)
+        np.testing.assert_allclose(a["blocks.3.0.bn2/energy"], b["blocks.3.0.bn2/energy"],
+                                   rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "two"])
+def test_batch_size_must_be_a_positive_whole_number(tmp_path, samples, size):
+    res = run_cli("analyze", str(samples["chelsea"]), "--out", str(tmp_path),
+                  "--batch-size", size)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len([ln for ln in res.stderr.splitlines() if ln.startswith("attnviz:")]) == 1
+    assert "at least 1" in res.stderr
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
