@@ -3,8 +3,9 @@
 An analysis allocates megabytes that outlive the forward pass (the attention records: 9 MB
 of SimAM energy for the default model). With glibc's default, dynamic thresholds, memory
 freed after one analysis goes back to the kernel and the next analysis faults it in again,
-page by page: measured on the 2-core VM, about 3,400 page faults per default-model analysis,
-which took 46-55 ms instead of 27-31 ms with these settings (no faults). PyTorch's CPU
+page by page: measured on the 2-core VM, 2,300-5,000 page faults per default-model
+analysis, none with these settings; an analysis whose results are kept, as the app keeps
+them, took 53 ms instead of 27 ms. PyTorch's CPU
 performance guide recommends the same cure through jemalloc/tcmalloc; this needs no extra
 library. The entry points (``app.py``, the CLI, the benchmarks) call it; importing attnviz
 as a library changes nothing until the caller asks.
@@ -22,7 +23,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 # Blocks under 32 MiB (glibc's maximum fixed threshold) come from the heap, not from a fresh
-# mmap that is unmapped again on free; up to 256 MiB of freed heap is kept for reuse.
+# mmap that is unmapped again on free; up to 64 MiB of freed heap top is kept for reuse.
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 64 << 20
 

@@ -166,7 +166,7 @@ def energy_in_place(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
 def _probe_hook(layer: str):
     def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         rec = current()
-        if rec is None or layer not in rec.probe_layers:
+        if rec is None or not rec.keep or layer not in rec.probe_layers:
             return None
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             return None
