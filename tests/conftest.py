@@ -20,6 +20,16 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: one thread is faster than a pool contended by other work. Modules of
+    tiny-network tests opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def default_model():
     """The offline default model, loaded once per session and shared, as in the app."""

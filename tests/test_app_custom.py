@@ -98,13 +98,7 @@ def build_model(num_classes=3, width=8):
 '''
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny networks: one thread is faster than a pool contended by other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster than a contended pool on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 USER_MODEL = '''

@@ -21,14 +21,7 @@ from attnviz.attention.simam import simam_energy
 from attnviz.errors import SettingsError
 from attnviz.recorder import Recorder, recording
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster than a contended pool on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------- third-party-style modules
