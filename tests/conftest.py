@@ -30,6 +30,27 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def write_hub_weights():
+    """Put a state dict where huggingface_hub's (test-private) cache serves a repo's
+    ``model.safetensors`` from, as a finished download would: timm sources are tested with
+    weights written here instead of fetched."""
+    from huggingface_hub import constants
+
+    from attnviz.checkpoints import save_safetensors
+
+    def write(repo: str, state_dict: dict, revision: str = "0" * 40) -> Path:
+        folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+        snap = folder / "snapshots" / revision
+        snap.mkdir(parents=True, exist_ok=True)
+        (folder / "refs").mkdir(exist_ok=True)
+        (folder / "refs" / "main").write_text(revision)
+        save_safetensors(state_dict, snap / "model.safetensors")
+        return folder
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def default_model():
     """The offline default model, loaded once per session and shared, as in the app."""

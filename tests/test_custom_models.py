@@ -352,27 +352,15 @@ def test_cli_analyze_a_torchscript_file(user_files, tmp_path, samples):
 # ----------------------------------------------------------------- timm
 
 
-def _cache_timm_weights(name: str) -> Path:
+def test_timm_name_with_cached_weights_api_and_cli(tmp_path, capsys, write_hub_weights):
     import timm
-    from huggingface_hub import constants
 
     from attnviz.sources import TimmSource
 
-    repo = TimmSource(name)._repo()
-    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
-    revision = "1" * 40
-    snap = folder / "snapshots" / revision
-    snap.mkdir(parents=True, exist_ok=True)
-    (folder / "refs").mkdir(exist_ok=True)
-    (folder / "refs" / "main").write_text(revision)
     torch.manual_seed(0)
-    save_safetensors(timm.create_model(name, pretrained=False).state_dict(),
-                     snap / "model.safetensors")
-    return folder
-
-
-def test_timm_name_with_cached_weights_api_and_cli(tmp_path, capsys):
-    _cache_timm_weights("mobilenetv3_small_050")
+    write_hub_weights(TimmSource("mobilenetv3_small_050")._repo(),
+                      timm.create_model("mobilenetv3_small_050", pretrained=False).state_dict(),
+                      revision="1" * 40)
     model = load_custom_model(timm_name="mobilenetv3_small_050", input_size=64, device="cpu")
     assert model.id == "timm:mobilenetv3_small_050" and "timm/mobilenetv3_small_050" in \
         model.weights

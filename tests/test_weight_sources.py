@@ -76,18 +76,9 @@ def test_torchvision_cached_weights_load_and_native_se_is_recorded():
         path.unlink()
 
 
-def test_timm_cached_weights_load_from_the_hub_cache():
-    from huggingface_hub import constants
-
+def test_timm_cached_weights_load_from_the_hub_cache(write_hub_weights):
     spec = get_spec("seresnet50-timm")
-    repo = spec.source._repo()
-    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
-    revision = "0" * 40
-    snap = folder / "snapshots" / revision
-    snap.mkdir(parents=True, exist_ok=True)
-    (folder / "refs").mkdir(exist_ok=True)
-    (folder / "refs" / "main").write_text(revision)
-    save_safetensors(build_architecture(spec).state_dict(), snap / "model.safetensors")
+    write_hub_weights(spec.source._repo(), build_architecture(spec).state_dict())
     assert spec.source.available_offline()
     model = load_model("seresnet50-timm", device="cpu")
     assert sum(f.source == "timm" for f in model.attention) == 16
