@@ -4,6 +4,7 @@ the repository it copies from (the image itself needs a Docker engine to build).
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,13 +28,19 @@ def test_console_script_runs() -> None:
 
 
 def test_wheel_holds_the_package_the_entry_point_and_licence(tmp_path: Path) -> None:
+    # Built from a copy: setuptools writes build/ and *.egg-info/ beside the sources.
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "attnviz", source / "attnviz",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     res = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-         "--wheel-dir", str(tmp_path), str(ROOT)],
+         "--wheel-dir", str(tmp_path / "dist"), str(source)],
         capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 0, res.stderr
-    (wheel,) = tmp_path.glob("attnviz-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("attnviz-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
