@@ -56,22 +56,19 @@ def interleaved_samples(fns: dict[str, Callable[[], object]], reps: int, warmup:
     return times
 
 
-def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2,
-                device: torch.device | None = None) -> dict[str, float]:
-    """Median seconds per call of functions timed in turns (``interleaved_samples``)."""
-    samples = interleaved_samples(fns, reps, warmup, device)
-    return {k: statistics.median(v) for k, v in samples.items()}
+def _round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]
 
 
 def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
     """Median of the per-round ratios: each round's two calls ran back to back, so the ratio
     of a round cancels the machine's speed at that moment, which a ratio of medians does not."""
-    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
+    return statistics.median(_round_ratios(numerator, denominator))
 
 
 def paired_quartiles(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
     """First and third quartiles of the per-round ratios: how much the rounds disagree."""
-    q = statistics.quantiles([a / b for a, b in zip(numerator, denominator, strict=True)], n=4)
+    q = statistics.quantiles(_round_ratios(numerator, denominator), n=4)
     return q[0], q[2]
 
 
