@@ -141,8 +141,16 @@ def install_simam_probe(model: nn.Module, layer: str) -> None:
 
 def probe_energy(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
     """SimAM's ``E_inv`` for observation only: ``attention.simam.simam_energy``'s numbers
-    (tested), computed in place on a copy by ``energy_in_place``."""
-    return energy_in_place(x.detach().clone(memory_format=torch.contiguous_format), e_lambda)
+    (tested). The probe hook runs the same two steps with the second deferred: ``snapshot``
+    during the forward pass, ``energy_in_place`` after it."""
+    return energy_in_place(snapshot(x), e_lambda)
+
+
+def snapshot(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy outside autograd: later layers may overwrite ``x`` in place, and
+    ``energy_in_place`` needs a (B,C,H,W) buffer of its own whatever layout ``x`` has."""
+    with torch.no_grad():
+        return x.detach().clone(memory_format=torch.contiguous_format)
 
 
 def energy_in_place(x: torch.Tensor, e_lambda: float) -> torch.Tensor:
@@ -170,11 +178,9 @@ def _probe_hook(layer: str):
             return None
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             return None
-        # A copy now (later layers may overwrite the output in place); the energy once the
-        # forward pass is over (``Recorder.defer``). The record holds the buffer that becomes
-        # the energy.
-        with torch.no_grad():
-            buffer = output.detach().clone(memory_format=torch.contiguous_format)
+        # A copy now, the energy once the forward pass is over (``Recorder.defer``); the
+        # record holds the buffer that becomes the energy.
+        buffer = snapshot(output)
         rec.add(module, "simam-probe", "energy", buffer, layer=layer)
         rec.defer(functools.partial(energy_in_place, buffer, rec.probe_layers[layer]))
         return None
