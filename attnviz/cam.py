@@ -96,6 +96,7 @@ class _BatchedScoreCAM(ScoreCAM):
     def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
         acts = torch.from_numpy(activations).to(self.device)
         size = input_tensor.shape[-2:]
+        # The package reads an optional ``batch_size`` attribute; without one, by device.
         step = getattr(self, "batch_size", None) or scorecam_batch(self.device)
         scores = []
         with torch.inference_mode():
@@ -126,9 +127,7 @@ def _instance(method: str, model: nn.Module | None):
         return _formula(method)
     # ScoreCAM runs the model itself; BaseCAM hooks its target layers, so give it a throwaway
     # layer and release it after use so the shared model stays clean.
-    inst = _BatchedScoreCAM(model if model is not None else _Holder(), [nn.Identity()])
-    inst.batch_size = scorecam_batch(inst.device)
-    return inst
+    return _BatchedScoreCAM(model if model is not None else _Holder(), [nn.Identity()])
 
 
 def cam_maps(
