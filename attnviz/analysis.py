@@ -171,13 +171,18 @@ def analyze_batch(
     views = [prep.resize(a) for a in arrays]
     x = prep.normalize(views).to(model.device)
     grad = bool(methods) and needs_gradient(methods)
-    recorder = Recorder(
-        model.model, disabled=set(disabled), probe_layers={p: simam_lambda for p in probes},
-        cam_layers={layer} if methods else set(),
-    )
     t0 = time.perf_counter()
-    with recording(recorder), torch.set_grad_enabled(grad):
-        logits = model.model(x)
+    # A second pass only when a probe's layer output turned out to be overwritten in place
+    # after the probe had decided to keep a reference to it; the second pass copies.
+    for _ in range(2):
+        recorder = Recorder(
+            model.model, disabled=set(disabled), probe_layers={p: simam_lambda for p in probes},
+            cam_layers={layer} if methods else set(),
+        )
+        with recording(recorder), torch.set_grad_enabled(grad):
+            logits = model.model(x)
+        if not recorder.stale:
+            break
     t_forward = time.perf_counter() - t0
 
     probs = torch.softmax(logits.detach().float(), dim=1)

@@ -65,6 +65,9 @@ class Recorder:
         self.records: list[RawRecord] = []
         self.cam_activations: dict[str, torch.Tensor] = {}
         self._deferred: list[Callable[[], None]] = []
+        # Set by deferred work that found its input overwritten: the records are not to be
+        # trusted and the pass must run again (see ``attention.probe._ProbeHook``).
+        self.stale = False
 
     def name_of(self, module: nn.Module) -> str:
         return self._names.get(id(module), type(module).__name__)
@@ -81,19 +84,18 @@ class Recorder:
         *,
         layer: str | None = None,
         **meta: Any,
-    ) -> None:
+    ) -> RawRecord | None:
         if not self.keep:
-            return
-        self.records.append(
-            RawRecord(
-                layer=layer if layer is not None else self.name_of(module),
-                module=module_kind,
-                kind=kind,
-                tensor=tensor.detach(),
-                meta=meta,
-            )
+            return None
+        raw = RawRecord(
+            layer=layer if layer is not None else self.name_of(module),
+            module=module_kind,
+            kind=kind,
+            tensor=tensor.detach(),
+            meta=meta,
         )
-
+        self.records.append(raw)
+        return raw
 
     def defer(self, work: Callable[[], None]) -> None:
         """Work to run once the forward pass is over (``finish``).

@@ -171,13 +171,26 @@ def test_probe_energy_equals_the_simam_module_formula():
     torch.testing.assert_close(probe_energy(x, 1e-4), simam_energy(x, 1e-4), rtol=1e-4, atol=1e-5)
 
 
+def _probe_pass(model, x, layer="0", lam=0.1):
+    rec = Recorder(model, probe_layers={layer: lam})
+    with torch.no_grad(), recording(rec):
+        model(x)
+    (record,) = rec.records
+    return rec, record
+
+
+def _probe_hook(model, layer="0"):
+    handle = model._attnviz_hooks[f"probe:{layer}"]
+    return handle.hooks_dict_ref()[handle.id]
+
+
 def test_probe_sees_the_layer_output_before_later_in_place_ops():
-    """The energy is computed after the forward pass, from a copy taken at the layer."""
+    """A layer whose output a later in-place ReLU overwrites: the probe learns that on its
+    first pass and keeps copying, so every pass sees the output as the layer gave it."""
     from torch import nn
 
     from attnviz.attention.probe import install_simam_probe
     from attnviz.attention.simam import simam_energy
-    from attnviz.recorder import Recorder, recording
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 1)).eval()
@@ -185,9 +198,73 @@ def test_probe_sees_the_layer_output_before_later_in_place_ops():
     x = torch.randn(2, 3, 9, 9)
     with torch.no_grad():
         before_relu = model[0](x)
-        rec = Recorder(model, probe_layers={"0": 0.1})
+    for _ in range(3):
+        rec, record = _probe_pass(model, x)
+        assert record.layer == "0" and record.kind == "energy" and not rec.stale
+        torch.testing.assert_close(record.tensor, simam_energy(before_relu, 0.1))
+    assert _probe_hook(model).overwritten is True
+
+
+def test_probe_keeps_a_reference_where_nothing_overwrites_the_output():
+    """No copy during the forward pass once the probe knows nothing writes over the layer's
+    output: the record holds the output itself until the energy replaces it."""
+    from torch import nn
+
+    from attnviz.attention.probe import install_simam_probe
+    from attnviz.attention.simam import simam_energy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)).eval()
+    install_simam_probe(model, "0")
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        expected = simam_energy(model[0](x), 0.1)
+    outputs = []
+    model[0].register_forward_hook(lambda _m, _i, out: outputs.append(out.data_ptr()))
+    _probe_pass(model, x)
+    assert _probe_hook(model).overwritten is False
+    rec = Recorder(model, probe_layers={"0": 0.1})
+    with torch.no_grad():
         with recording(rec):
             model(x)
-    (record,) = rec.records
-    assert record.layer == "0" and record.kind == "energy"
-    torch.testing.assert_close(record.tensor, simam_energy(before_relu, 0.1))
+            assert rec.records[0].tensor.data_ptr() == outputs[-1]  # the output, not a copy
+    torch.testing.assert_close(rec.records[0].tensor, expected)
+
+
+class _SometimesInPlace(torch.nn.Module):
+    """Overwrites its input only when told to: data-dependent, so no single pass reveals it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.overwrite = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_(min=0) if self.overwrite else x.clamp(min=0)
+
+
+def test_analysis_runs_again_when_a_referenced_output_was_overwritten(default_model, cat):
+    """The probe kept a reference (its first pass saw nothing overwrite the output); when a
+    later pass overwrites it after all, the records are stale and the analysis runs the pass
+    again, copying: the energy is still that of the layer's own output."""
+    import dataclasses
+
+    from torch import nn
+
+    from attnviz.attention.simam import simam_energy
+
+    torch.manual_seed(0)
+    tiny = nn.Sequential(nn.Conv2d(3, 4, 5, stride=8), _SometimesInPlace(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1000)).eval()
+    loaded = dataclasses.replace(default_model, model=tiny, cam_layer="0", probe_layers=(),
+                                 attention=())
+    passes = []
+    tiny[0].register_forward_hook(lambda _m, _i, out: passes.append(out.detach().clone()))
+    analyze(cat, loaded, cam_methods=(), probe_layers=["0"])
+    assert _probe_hook(tiny).overwritten is False and len(passes) == 1
+    tiny[1].overwrite = True
+    a = analyze(cat, loaded, cam_methods=(), probe_layers=["0"])
+    assert len(passes) == 3 and _probe_hook(tiny).overwritten is True
+    (record,) = a.records
+    assert (passes[-1] < 0).any()  # there were negatives for the in-place clamp to remove
+    expected = simam_energy(passes[-1], 1e-4)[0].numpy()
+    np.testing.assert_allclose(record.data, expected, rtol=1e-4, atol=1e-5)
