@@ -1,5 +1,6 @@
 """What ships: the package installs with its console script, and the Dockerfile agrees with
-the repository it copies from (the image itself needs a Docker engine to build)."""
+the repository it copies from. The image itself needs a Docker engine to build; its recipe
+runs without one in ``test_container_recipe.py``."""
 
 from __future__ import annotations
 
