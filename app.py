@@ -341,10 +341,19 @@ def shown(a):
 
 
 def analysis_of(image: state.ImageItem, s: state.AnalysisSettings = settings):
-    if not state.is_cached(image, key, s):
+    if state.is_cached(image, key, s):
+        return shown(state.get_analysis(image, model, key, s))
+    if "scorecam" not in s.cam_methods:
         with st.spinner(f"Analysing {image.name} …"):
             return shown(state.get_analysis(image, model, key, s))
-    return shown(state.get_analysis(image, model, key, s))
+    # Score-CAM runs one forward pass per channel of the CAM layer: half a minute on a CPU.
+    bar = st.progress(0.0, text=f"Analysing {image.name}: Score-CAM …")
+    try:
+        return shown(state.get_analysis(
+            image, model, key, s,
+            progress=views.pass_progress(bar.progress, f"Analysing {image.name}: Score-CAM")))
+    finally:
+        bar.empty()
 
 
 def batch_analyses(s: state.AnalysisSettings = settings) -> list:

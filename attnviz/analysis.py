@@ -9,7 +9,7 @@ What leaves this module is numpy only: torch stays inside.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +144,7 @@ def analyze_batch(
     disabled: Sequence[str] = (),
     probe_layers: Sequence[str] | None = None,
     simam_lambda: float = 1e-4,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Analysis]:
     """Analyse several images in one batched pass (see ``analyze``)."""
     started = time.perf_counter()
@@ -203,7 +204,8 @@ def analyze_batch(
         if grad:
             score = logits.gather(1, torch.tensor(targets, device=logits.device)[:, None]).sum()
             (grads,) = torch.autograd.grad(score, acts)
-        cams = cam_maps(methods, acts, grads, x, targets, model.model, timings=cam_times)
+        cams = cam_maps(methods, acts, grads, x, targets, model.model, timings=cam_times,
+                        progress=progress)
     t_cam = time.perf_counter() - t1
 
     out = []
@@ -250,17 +252,20 @@ def analyze(
     disabled: Sequence[str] = (),
     probe_layers: Sequence[str] | None = None,
     simam_lambda: float = 1e-4,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     """Analyse one image: top-5, every attention record, and the CAMs of the target class.
 
     ``image``: an RGB uint8 array, a PIL image, a path or raw bytes. ``target``: a class index
     or name (default: the top-1 class). ``disabled``: attention layers to run as identity
     (ablation). ``probe_layers``: layers whose SimAM energy to observe (default: the model's
-    own probe layers). Methods: see ``attnviz.cam.CAM_METHODS``.
+    own probe layers). Methods: see ``attnviz.cam.CAM_METHODS``. ``progress``: called as
+    ``progress(done, total)`` while a CAM that needs many forward passes (ScoreCAM) runs.
     """
     return analyze_batch(
         [image], model, cam_methods=cam_methods, target=target, cam_layer=cam_layer,
         disabled=disabled, probe_layers=probe_layers, simam_lambda=simam_lambda,
+        progress=progress,
     )[0]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -93,12 +94,17 @@ class _BatchedScoreCAM(ScoreCAM):
     the package's (tested against it), so the weights and the maps are the same.
     """
 
+    # Called as progress(passes done, passes in all) after each batch: the app's and the CLI's
+    # progress bars, as ScoreCAM takes half a minute on a CPU.
+    progress: Callable[[int, int], None] | None = None
+
     def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
         acts = torch.from_numpy(activations).to(self.device)
         size = input_tensor.shape[-2:]
         # The package reads an optional ``batch_size`` attribute; without one, by device.
         step = getattr(self, "batch_size", None) or scorecam_batch(self.device)
-        scores = []
+        scores: list[float] = []
+        total = acts.shape[0] * acts.shape[1]
         with torch.inference_mode():
             for b, target in enumerate(targets):
                 for i in range(0, acts.shape[1], step):
@@ -110,6 +116,8 @@ class _BatchedScoreCAM(ScoreCAM):
                     up = (up - lo[:, None, None]) / (hi - lo + 1e-8)[:, None, None]
                     outputs = self.model(input_tensor[b:b + 1] * up[:, None])
                     scores.extend(float(target(o)) for o in outputs)
+                    if self.progress is not None:
+                        self.progress(len(scores), total)
         per_image = torch.tensor(scores).view(activations.shape[0], activations.shape[1])
         return torch.softmax(per_image, dim=-1).numpy()
 
@@ -122,12 +130,18 @@ def _formula(method: str):
     return CAM_METHODS[method](_Holder(), [nn.Identity()])
 
 
-def _instance(method: str, model: nn.Module | None):
+def _instance(method: str, model: nn.Module | None, device: torch.device):
     if method != "scorecam":
         return _formula(method)
-    # ScoreCAM runs the model itself; BaseCAM hooks its target layers, so give it a throwaway
-    # layer and release it after use so the shared model stays clean.
-    return _BatchedScoreCAM(model if model is not None else _Holder(), [nn.Identity()])
+    # ScoreCAM runs the model itself. BaseCAM hooks its target layers and takes its device from
+    # the model's first parameter, which a frozen TorchScript model does not have: build it on
+    # a throwaway holder and layer (released after use, so the shared model stays clean), then
+    # hand it the model and the input's device.
+    inst = _BatchedScoreCAM(_Holder(), [nn.Identity()])
+    if model is not None:
+        inst.model = model
+    inst.device = device
+    return inst
 
 
 def cam_maps(
@@ -138,11 +152,13 @@ def cam_maps(
     targets: list[int],
     model: nn.Module | None = None,
     timings: dict[str, float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Maps (B, H, W) in [0, 1] at input resolution, exactly as ``pytorch_grad_cam`` scales them.
 
     ``timings`` (optional) receives each method's own seconds as ``"cam:<method>"``: ScoreCAM
     runs one forward pass per channel of the layer and reports what that cost on its own.
+    ``progress`` (optional) is called as ``progress(done, total)`` during ScoreCAM's passes.
     """
     acts = activations.detach().float().cpu().numpy()
     grads = gradients.detach().float().cpu().numpy() if gradients is not None else None
@@ -151,7 +167,9 @@ def cam_maps(
     out: dict[str, np.ndarray] = {}
     for method in methods:
         started = time.perf_counter()
-        inst = _instance(method, model if method == "scorecam" else None)
+        inst = _instance(method, model if method == "scorecam" else None, input_tensor.device)
+        if method == "scorecam":
+            inst.progress = progress
         if grads is None and method not in NO_GRADIENT:
             raise SettingsError(f"CAM method {method!r} needs gradients")
         with torch.no_grad():

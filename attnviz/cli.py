@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -157,6 +158,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     failures = 0
     used: set[str] = set()
     bar = tqdm(total=len(paths), desc="analysing", unit="image", disable=None, file=sys.stderr)
+
+    redrawn = [0.0]
+
+    def passes(done: int, total: int) -> None:
+        """ScoreCAM's masked passes beside the image count, redrawn at most twice a second."""
+        now = time.monotonic()
+        if done == total or now - redrawn[0] >= 0.5:
+            redrawn[0] = now
+            bar.set_postfix_str(f"Score-CAM {done}/{total} passes")
     for start in range(0, len(paths), batch):
         # Decode this batch (a bad file is reported and skipped), analyse it in one pass,
         # write it: memory stays flat in the number of images.
@@ -175,6 +185,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                 [image.array for _, image in decoded], model, cam_methods=methods,
                 target=args.target, cam_layer=args.cam_layer, disabled=args.disable,
                 probe_layers=args.probe, simam_lambda=args.simam_lambda,
+                progress=passes,
             )
         except AttnvizError as exc:
             if _is_setting_error(exc):

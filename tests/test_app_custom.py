@@ -325,3 +325,29 @@ def test_a_timm_name_needs_cached_weights_or_says_random(monkeypatch):
     table = found_table(at)
     assert set(table["kind"]) == {"se"} and set(table["found by"]) == {"type"}
     assert len(at.get("progress")) == 5 and overlays(at)
+
+
+def test_scorecam_shows_its_progress_while_it_runs(user_files, monkeypatch):
+    """Score-CAM's many forward passes drive a progress bar: the callback the page hands the
+    analysis reaches the last pass, and the bar is gone once the maps are shown."""
+    from attnviz.ui import views
+
+    _, _, scripts = user_files
+    drawn: list[tuple[float, str]] = []
+    make = views.pass_progress
+
+    def recording_progress(update, what, steps=100):
+        return make(lambda f, text: (drawn.append((f, text)), update(f, text)), what, steps)
+
+    monkeypatch.setattr(views, "pass_progress", recording_progress)
+    at = own_page("torchscript", tab="Grad-CAM")
+    at.session_state["cam_methods"] = ["scorecam"]
+    run(at)
+    at.file_uploader(key="own_torchscript").set_value(
+        ("se_net.pt", scripts["se_net.pt"], "application/octet-stream"))
+    run(at)
+    assert not errors(at)
+    assert drawn and drawn[-1][0] == 1.0
+    assert drawn[-1][1] == "Analysing chelsea.jpg: Score-CAM: 16 of 16 forward passes"
+    assert any(c.startswith("Score-CAM · class ") for c in captions(at))
+    assert len(at.get("progress")) == 4  # the top-4 bars only: Score-CAM's bar is gone

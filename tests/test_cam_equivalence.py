@@ -58,11 +58,13 @@ def test_scorecam_equals_pytorch_grad_cam_on_a_small_network(batch, monkeypatch)
     with recording(rec), torch.no_grad():
         model(x)
     timings: dict[str, float] = {}
+    passes: list[tuple[int, int]] = []
     ours = cam_maps(["scorecam", "eigencam"], rec.cam_activations["3"], None, x, [3], model,
-                    timings=timings)["scorecam"]
-    # Each method reports its own cost.
+                    timings=timings, progress=lambda *p: passes.append(p))["scorecam"]
+    # Each method reports its own cost, and ScoreCAM its progress after every batch.
     assert set(timings) == {"cam:scorecam", "cam:eigencam"}
     assert min(timings.values()) > 0
+    assert passes == [(min(i + batch, 24), 24) for i in range(0, 24, batch)]
     with CAM_METHODS["scorecam"](model, [model[3]]) as ref_cam:
         ref_cam.batch_size = 32
         ref = ref_cam(x, [ClassifierOutputTarget(3)])

@@ -224,3 +224,13 @@ def test_timing_caption_names_only_the_costly_cam_methods():
     assert caption == "forward 0.03 s, CAM 12.50 s (of which Score-CAM 12.5 s)"
     a.timings.pop("cam:scorecam")
     assert views.timing_caption(a) == "forward 0.03 s, CAM 12.50 s"
+
+
+def test_pass_progress_redraws_a_bounded_number_of_times():
+    drawn = []
+    progress = views.pass_progress(lambda f, text: drawn.append((f, text)), "Score-CAM", steps=10)
+    for done in range(1, 1281):
+        progress(done, 1280)
+    assert len(drawn) == 10 and drawn[-1] == (1.0, "Score-CAM: 1280 of 1280 forward passes")
+    fractions = [f for f, _ in drawn]
+    assert fractions == sorted(fractions) and fractions[0] == 128 / 1280

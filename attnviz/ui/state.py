@@ -17,7 +17,7 @@ byte-bounded LRUs, handed back without copying.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,15 +247,18 @@ def analysis_key(image: ImageItem, key: ModelKey | CustomKey,
 
 
 def get_analysis(
-    image: ImageItem, model: LoadedModel, key: ModelKey | CustomKey, settings: AnalysisSettings
+    image: ImageItem, model: LoadedModel, key: ModelKey | CustomKey, settings: AnalysisSettings,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
-    """The analysis of one image, computed by one network pass the first time only."""
+    """The analysis of one image, computed by one network pass the first time only.
+
+    ``progress``: see ``attnviz.analyze``; called only when the analysis is computed."""
 
     def compute() -> Analysis:
         # Looked up on the module at call time, so tests can count network passes.
         return analysis_module.analyze_batch(
             [image.array], model, cam_methods=settings.cam_methods, target=settings.target,
-            disabled=settings.disabled, simam_lambda=settings.simam_lambda,
+            disabled=settings.disabled, simam_lambda=settings.simam_lambda, progress=progress,
         )[0]
 
     return ANALYSES.get_or_compute(analysis_key(image, key, settings), compute)

@@ -9,7 +9,7 @@ batch" and "one global scale" must see the maps of every image before any is col
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,6 +167,22 @@ def timing_caption(analysis: Analysis, slow: float = 0.5) -> str:
     costly = [f"{CAM_TITLES.get(k[4:], k[4:])} {v:.1f} s" for k, v in t.items()
               if k.startswith("cam:") and v >= slow]
     return line + (f" (of which {', '.join(costly)})" if costly else "")
+
+
+def pass_progress(update: Callable[[float, str], None], what: str,
+                  steps: int = 100) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback for ``analyze`` that redraws a bar through
+    ``update(fraction, text)`` at most ``steps`` times: ScoreCAM reports after every batch
+    (1280 times on a CPU), and each redraw is a message to the browser."""
+    shown = [0]  # the bar starts drawn at 0
+
+    def progress(done: int, total: int) -> None:
+        step = done * steps // max(total, 1)
+        if step > shown[0]:
+            shown[0] = step
+            update(min(done / max(total, 1), 1.0), f"{what}: {done} of {total} forward passes")
+
+    return progress
 
 
 def cam_items(analysis: Analysis) -> list[MapItem]:
