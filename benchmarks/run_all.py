@@ -40,15 +40,18 @@ def report() -> str:
             continue
         lines += [f"Analysis, {allocator}. Machine: {a['machine']}", "",
                   "| model | bare forward | attnviz analysis | ratio (target <= 1.25) | "
-                  "ratio, quartiles of the rounds | "
+                  "ratio, quartiles of the rounds | prediction from the photo | "
+                  "analysis / prediction, quartiles | "
                   "pytorch_grad_cam GradCAM | GradCAM / analysis (target >= 2.5) |",
-                  "|---|--:|--:|--:|--:|--:|--:|"]
+                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
         for r in a["rows"]:
             q1, q3 = r.get("analysis_over_bare_quartiles", ("?", "?"))
+            p1, p3 = r.get("analysis_over_bare_from_photo_quartiles", ("?", "?"))
             lines.append(
                 f"| {r['model']} | {r['bare_forward_ms']} ms | {r['attnviz_analysis_ms']} ms | "
-                f"{r['analysis_over_bare']} | {q1}-{q3} | {r['pytorch_grad_cam_GradCAM_ms']} ms | "
-                f"{r['gradcam_over_analysis']} |")
+                f"{r['analysis_over_bare']} | {q1}-{q3} | {r.get('bare_from_photo_ms', '?')} ms | "
+                f"{r.get('analysis_over_bare_from_photo', '?')} ({p1}-{p3}) | "
+                f"{r['pytorch_grad_cam_GradCAM_ms']} ms | {r['gradcam_over_analysis']} |")
         lines.append("")
         for r in a["rows"]:
             if r.get("scorecam"):
