@@ -13,7 +13,7 @@ import io
 import os
 import pickle
 import re
-import tempfile
+import secrets
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -279,10 +279,15 @@ def save_safetensors(
             raise CheckpointError(f"safetensors metadata must map str to str; bad entries: {bad}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # The usual file mode, 0o666 less the umask: safetensors writes owner-only 0600, which
+    # would hide a shared or bundled model from other users. Creating the file with 0o666 reads
+    # the umask without setting the process-wide one, which other threads may rely on.
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
+        mode = os.stat(tmp).st_mode & 0o777
         _st_save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

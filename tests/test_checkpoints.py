@@ -218,3 +218,19 @@ def test_no_temp_files_in_cwd(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError):
         save_safetensors({"a": torch.zeros(1)}, tmp_path / "m.safetensors", {"n": 3})  # type: ignore[dict-item]
     assert set(os.listdir(tmp_path)) == before
+
+
+def test_saved_weights_get_the_usual_file_mode(tmp_path):
+    """Atomic, and readable as any other file the user writes: mode 0o666 less the umask."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_safetensors({"a": torch.zeros(1)}, tmp_path / "w.safetensors")
+        os.umask(0o077)
+        private = save_safetensors({"a": torch.zeros(1)}, tmp_path / "p.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.safetensors", "w.safetensors"]

@@ -320,7 +320,6 @@ def fit(config: FitConfig) -> FitResult:
     accuracy, heldout_loss, n_heldout = heldout_accuracy(model, source, spec.preprocessing, device)
     weights = save_safetensors(model, config.out / f"{spec.id}.safetensors",
                                metadata={"attnviz_model": spec.id})
-    _readable(weights)
     card = _card(spec, source, config, total, train_seconds, accuracy, heldout_loss, n_heldout,
                  commands, init_note, device, weights,
                  sum(p.numel() for p in model.parameters()))
@@ -331,14 +330,6 @@ def fit(config: FitConfig) -> FitResult:
     else:
         state_path.unlink(missing_ok=True)
     return FitResult(weights=weights, card_path=card_path, card=card, accuracy=accuracy)
-
-
-def _readable(path: Path) -> None:
-    """Give the weights the usual file mode: the atomic write leaves mkstemp's owner-only 0600,
-    which would hide a shared or bundled model from other users."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
 
 
 def _card(spec: ModelSpec, source, config: FitConfig, total: int, seconds: float,
