@@ -695,8 +695,7 @@ def learn_tab() -> None:
 
 def batch_tab() -> None:
     if len(images) < 2:
-        st.info("Upload several photos (or pick several sample photos) to get one row per "
-                "photo and a CSV of predictions and agreement scores.")
+        st.info(views.batch_hint(source))
     named_analyses = batch_analyses()
     per_image = [views.batch_items(a, display.stages) for _, a in named_analyses]
     scales = views.scales_for(per_image, display.normalization)

@@ -92,6 +92,9 @@ def test_every_view_draws_on_the_sample_and_display_changes_never_rerun_the_netw
             assert sum("CBAM mask" in c for c in captions(at)) == 4
         if tab == "Grad-CAM":
             assert sum(c.startswith("Grad-CAM · ") for c in captions(at)) == 1
+        if tab == "Batch":  # one procedural sample: the way to a batch is the Photos source
+            assert "The batch runs over photos: pick Photos above the sample" in \
+                "\n".join(i.value for i in at.info)
     assert network_passes == [1], "a display change re-ran the network"
 
     at.session_state["tab"] = "Compare"  # three other shapes models on the same sample

@@ -185,6 +185,16 @@ def pass_progress(update: Callable[[float, str], None], what: str,
     return progress
 
 
+def batch_hint(source: str) -> str:
+    """What the Batch tab needs when it has a single image, for the image source in use: a
+    procedural sample is one image by design, so the way to a batch is the Photos source."""
+    rows = "one row per photo and a CSV of predictions and agreement scores"
+    if source == "procedural":
+        return (f"The batch runs over photos: pick Photos above the sample, then upload or "
+                f"pick several, to get {rows}.")
+    return f"Upload several photos (or pick several sample photos) to get {rows}."
+
+
 def cam_items(analysis: Analysis) -> list[MapItem]:
     target = f"{analysis.target_label} ({analysis.target})"
     return [MapItem(f"cam:{m}", f"{CAM_TITLES.get(m, m)} · {target}", cam)
