@@ -130,7 +130,24 @@ def _formula(method: str):
     return CAM_METHODS[method](_Holder(), [nn.Identity()])
 
 
-def _instance(method: str, model: nn.Module | None, device: torch.device):
+def throttled_progress(update: Callable[[int, int], None],
+                       steps: int = 100) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that passes at most ``steps`` of its calls on to
+    ``update(done, total)``, the last one always: ScoreCAM reports after every batch (1280
+    times on a CPU), and each redraw of a bar is a message to a browser or a terminal."""
+    shown = [0]  # a bar starts drawn at 0
+
+    def progress(done: int, total: int) -> None:
+        step = done * steps // max(total, 1)
+        if step > shown[0]:
+            shown[0] = step
+            update(done, total)
+
+    return progress
+
+
+def _instance(method: str, model: nn.Module | None, device: torch.device,
+              progress: Callable[[int, int], None] | None):
     if method != "scorecam":
         return _formula(method)
     # ScoreCAM runs the model itself. BaseCAM hooks its target layers and takes its device from
@@ -141,6 +158,7 @@ def _instance(method: str, model: nn.Module | None, device: torch.device):
     if model is not None:
         inst.model = model
     inst.device = device
+    inst.progress = progress
     return inst
 
 
@@ -167,9 +185,7 @@ def cam_maps(
     out: dict[str, np.ndarray] = {}
     for method in methods:
         started = time.perf_counter()
-        inst = _instance(method, model if method == "scorecam" else None, input_tensor.device)
-        if method == "scorecam":
-            inst.progress = progress
+        inst = _instance(method, model, input_tensor.device, progress)
         if grads is None and method not in NO_GRADIENT:
             raise SettingsError(f"CAM method {method!r} needs gradients")
         with torch.no_grad():

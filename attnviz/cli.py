@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -131,6 +130,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from attnviz.analysis import analyze_batch
+    from attnviz.cam import throttled_progress
     from attnviz.cli_custom import load_from_args, shown_layers
     from attnviz.custom import select_records
     from attnviz.errors import AttnvizError
@@ -158,15 +158,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     failures = 0
     used: set[str] = set()
     bar = tqdm(total=len(paths), desc="analysing", unit="image", disable=None, file=sys.stderr)
-
-    redrawn = [0.0]
-
-    def passes(done: int, total: int) -> None:
-        """ScoreCAM's masked passes beside the image count, redrawn at most twice a second."""
-        now = time.monotonic()
-        if done == total or now - redrawn[0] >= 0.5:
-            redrawn[0] = now
-            bar.set_postfix_str(f"Score-CAM {done}/{total} passes")
+    # ScoreCAM's masked passes, beside the image count.
+    passes = throttled_progress(
+        lambda done, total: bar.set_postfix_str(f"Score-CAM {done}/{total} passes"))
     for start in range(0, len(paths), batch):
         # Decode this batch (a bad file is reported and skipped), analyse it in one pass,
         # write it: memory stays flat in the number of images.

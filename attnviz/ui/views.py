@@ -17,7 +17,7 @@ from PIL import Image
 
 from attnviz.agreement import agreement
 from attnviz.analysis import Analysis, AttentionRecord
-from attnviz.cam import CAM_TITLES
+from attnviz.cam import CAM_TITLES, throttled_progress
 from attnviz.errors import SettingsError, choices_message
 from attnviz.render import (
     colorbar,
@@ -172,17 +172,10 @@ def timing_caption(analysis: Analysis, slow: float = 0.5) -> str:
 def pass_progress(update: Callable[[float, str], None], what: str,
                   steps: int = 100) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback for ``analyze`` that redraws a bar through
-    ``update(fraction, text)`` at most ``steps`` times: ScoreCAM reports after every batch
-    (1280 times on a CPU), and each redraw is a message to the browser."""
-    shown = [0]  # the bar starts drawn at 0
-
-    def progress(done: int, total: int) -> None:
-        step = done * steps // max(total, 1)
-        if step > shown[0]:
-            shown[0] = step
-            update(min(done / max(total, 1), 1.0), f"{what}: {done} of {total} forward passes")
-
-    return progress
+    ``update(fraction, text)`` at most ``steps`` times (``cam.throttled_progress``)."""
+    return throttled_progress(
+        lambda done, total: update(min(done / max(total, 1), 1.0),
+                                   f"{what}: {done} of {total} forward passes"), steps)
 
 
 def batch_hint(source: str) -> str:
