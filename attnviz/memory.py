@@ -4,7 +4,8 @@ An analysis allocates megabytes that outlive the forward pass (the attention rec
 of SimAM energy for the default model). With glibc's default, dynamic thresholds, memory
 freed after one analysis goes back to the kernel and the next analysis faults it in again,
 page by page: measured on the 2-core VM, 2,300-5,000 page faults per default-model
-analysis, none with these settings; an analysis whose results are kept, as the app keeps
+analysis, none in a typical analysis with these settings (an analysis that grows the heap to
+a new high still faults that growth in); an analysis whose results are kept, as the app keeps
 them, took 53 ms instead of 27 ms. PyTorch's CPU
 performance guide recommends the same cure through jemalloc/tcmalloc; this needs no extra
 library. The entry points (``app.py``, the CLI, the benchmarks) call it; importing attnviz
