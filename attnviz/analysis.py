@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +173,6 @@ def analyze_batch(
     views = [prep.resize(a) for a in arrays]
     x = prep.normalize(views).to(model.device)
     grad = bool(methods) and needs_gradient(methods)
-    t0 = time.perf_counter()
     # A second pass only when a probe's layer output turned out to be overwritten in place
     # after the probe had decided to keep a reference to it; the second pass copies.
     for _ in range(2):
@@ -180,33 +180,10 @@ def analyze_batch(
             model.model, disabled=set(disabled), probe_layers={p: simam_lambda for p in probes},
             cam_layers={layer} if methods else set(),
         )
-        with recording(recorder), torch.set_grad_enabled(grad):
-            logits = model.model(x)
+        passed = _pass(model, x, recorder, grad, methods, layer, target_index, progress)
         if not recorder.stale:
             break
-    t_forward = time.perf_counter() - t0
-
-    probs = torch.softmax(logits.detach().float(), dim=1)
-    top = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
-    targets = (
-        [target_index] * len(arrays) if target_index is not None
-        else top.indices[:, 0].tolist()
-    )
-
-    cams: dict[str, np.ndarray] = {}
-    cam_times: dict[str, float] = {}
-    t1 = time.perf_counter()
-    if methods:
-        acts = recorder.cam_activations.get(layer)
-        if acts is None:
-            raise SettingsError(f"layer {layer!r} was not reached in the forward pass")
-        grads = None
-        if grad:
-            score = logits.gather(1, torch.tensor(targets, device=logits.device)[:, None]).sum()
-            (grads,) = torch.autograd.grad(score, acts)
-        cams = cam_maps(methods, acts, grads, x, targets, model.model, timings=cam_times,
-                        progress=progress)
-    t_cam = time.perf_counter() - t1
+    logits, top, targets, cams, times = passed
 
     out = []
     logits_np = logits.detach().float().cpu().numpy()
@@ -225,10 +202,51 @@ def analyze_batch(
             settings={"cam_methods": methods, "target": target_index, "disabled": list(disabled),
                       "probe_layers": probes, "simam_lambda": simam_lambda,
                       "preprocessing": prep.as_dict()},
-            timings={"forward": t_forward, "cam": t_cam, **cam_times,
-                     "total": time.perf_counter() - started},
+            timings={**times, "total": time.perf_counter() - started},
         ))
     return out
+
+
+def _pass(model: LoadedModel, x: torch.Tensor, recorder: Recorder, grad: bool,
+          methods: list[str], layer: str, target_index: int | None,
+          progress: Callable[[int, int], None] | None):
+    """One forward pass with ``recorder`` current, then the top-5 and the CAMs while the
+    recorder's deferred observation (SimAM energies) runs on a worker thread: those steps are
+    small and latency-bound, and leave a core idle. The records are complete on return."""
+    t0 = time.perf_counter()
+    with recording(recorder, finish=False), torch.set_grad_enabled(grad):
+        logits = model.model(x)
+    t_forward = time.perf_counter() - t0
+    finishing = recorder.finish_in_background(x.device)
+    try:
+        probs = torch.softmax(logits.detach().float(), dim=1)
+        top = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
+        targets = (
+            [target_index] * x.shape[0] if target_index is not None
+            else top.indices[:, 0].tolist()
+        )
+        cams: dict[str, np.ndarray] = {}
+        cam_times: dict[str, float] = {}
+        t1 = time.perf_counter()
+        if methods:
+            acts = recorder.cam_activations.get(layer)
+            if acts is None:
+                raise SettingsError(f"layer {layer!r} was not reached in the forward pass")
+            grads = None
+            if grad:
+                score = logits.gather(
+                    1, torch.tensor(targets, device=logits.device)[:, None]).sum()
+                (grads,) = torch.autograd.grad(score, acts)
+            cams = cam_maps(methods, acts, grads, x, targets, model.model, timings=cam_times,
+                            progress=progress)
+        t_cam = time.perf_counter() - t1
+    finally:
+        wait([finishing])
+    t2 = time.perf_counter()
+    finishing.result()
+    times = {"forward": t_forward, "cam": t_cam, **cam_times,
+             "observe_wait": time.perf_counter() - t2}
+    return logits, top, targets, cams, times
 
 
 def _to_record(raw, b: int) -> AttentionRecord:

@@ -18,6 +18,7 @@ import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,36 @@ class Recorder:
             for fn in work:
                 fn()
 
+    def finish_in_background(self, device: torch.device) -> Future[None]:
+        """Run the deferred work on a worker thread; the records are complete once the returned
+        future is done (``result()`` re-raises what the work raised).
+
+        An analysis takes its CAM backward, top-5 and maps meanwhile: small, latency-bound
+        steps that leave a CPU core idle. Measured on the default model (2-core VM, one
+        process, in turns), overlapping its 16 SimAM energies with them took the analysis from
+        1.21-1.24x to 1.17-1.19x a bare forward. On an accelerator the work runs here, on the
+        caller's stream: queuing its kernels is all a thread could overlap.
+        """
+        if device.type == "cpu":
+            return _finisher().submit(self.finish)
+        self.finish()
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+
+_FINISHER: ThreadPoolExecutor | None = None
+_FINISHER_LOCK = threading.Lock()
+
+
+def _finisher() -> ThreadPoolExecutor:
+    """One shared worker pool, started on first use (importing attnviz starts no thread)."""
+    global _FINISHER
+    with _FINISHER_LOCK:
+        if _FINISHER is None:
+            _FINISHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="attnviz-finish")
+        return _FINISHER
+
 
 _NAMES: weakref.WeakKeyDictionary[nn.Module, dict[int, str]] = weakref.WeakKeyDictionary()
 _NAMES_LOCK = threading.Lock()
@@ -137,13 +168,16 @@ def current() -> Recorder | None:
 
 
 @contextmanager
-def recording(recorder: Recorder) -> Iterator[Recorder]:
+def recording(recorder: Recorder, *, finish: bool = True) -> Iterator[Recorder]:
+    """Make ``recorder`` the current one for the block; then run its deferred work, unless
+    ``finish`` is False and the caller runs it (``Recorder.finish_in_background``)."""
     token = _CURRENT.set(recorder)
     try:
         yield recorder
     finally:
         _CURRENT.reset(token)
-    recorder.finish()
+    if finish:
+        recorder.finish()
 
 
 def record(

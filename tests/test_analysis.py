@@ -268,3 +268,61 @@ def test_analysis_runs_again_when_a_referenced_output_was_overwritten(default_mo
     assert (passes[-1] < 0).any()  # there were negatives for the in-place clamp to remove
     expected = simam_energy(passes[-1], 1e-4)[0].numpy()
     np.testing.assert_allclose(record.data, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_deferred_work_runs_on_a_worker_thread_on_cpu_and_here_elsewhere():
+    """On CPU the energies overlap the CAM step on a worker thread; on an accelerator they are
+    queued from the caller's thread, on its stream."""
+    seen: list[str] = []
+    for device in ("cpu", "cuda"):  # only the device type is read: no GPU needed
+        rec = Recorder()
+        rec.defer(lambda: seen.append(threading.current_thread().name))
+        rec.finish_in_background(torch.device(device)).result(timeout=30)
+    assert seen[0].startswith("attnviz-finish")
+    assert seen[1] == threading.current_thread().name
+
+
+def test_analysis_waits_for_slow_energies(default_model, cat, monkeypatch):
+    """The records an analysis returns are the energies, however long the worker takes: the
+    analysis waits for it before it reads them."""
+    import time
+
+    import attnviz.attention.probe as probe
+    from attnviz.attention.simam import simam_energy
+
+    layer = default_model.probe_layers[0]
+    analyze(cat, default_model)  # the probes have learnt to keep references
+    outputs = []
+    module = dict(default_model.model.named_modules())[layer]
+    handle = module.register_forward_hook(lambda _m, _i, out: outputs.append(out.clone()))
+    original = probe.finish_energy
+
+    def slow(y):
+        time.sleep(0.3)
+        return original(y)
+
+    monkeypatch.setattr(probe, "finish_energy", slow)
+    try:
+        a = analyze(cat, default_model)
+    finally:
+        handle.remove()
+    expected = simam_energy(outputs[-1], 1e-4)[0].numpy()
+    (record,) = [r for r in a.records if r.layer == layer]
+    np.testing.assert_allclose(record.data, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_an_error_in_the_energies_reaches_the_caller_and_the_model_still_works(
+        default_model, cat, monkeypatch):
+    import attnviz.attention.probe as probe
+
+    analyze(cat, default_model)
+
+    def broken(_y):
+        raise RuntimeError("energy failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(probe, "finish_energy", broken)
+        with pytest.raises(RuntimeError, match="energy failed"):
+            analyze(cat, default_model)
+    a = analyze(cat, default_model)
+    assert a.records and all(np.isfinite(r.data).all() for r in a.records)
