@@ -32,7 +32,8 @@ COPY pyproject.toml README.md app.py ./
 COPY attnviz ./attnviz
 COPY assets ./assets
 COPY .streamlit ./.streamlit
-RUN pip install --no-deps . && chown -R attnviz:attnviz /app
+# setuptools builds in the source tree: drop its build/ and egg-info, which the image never uses.
+RUN pip install --no-deps . && rm -rf build attnviz.egg-info && chown -R attnviz:attnviz /app
 
 USER attnviz
 EXPOSE 8501

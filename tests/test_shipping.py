@@ -41,6 +41,15 @@ def test_wheel_holds_the_package_the_entry_point_and_licence(tmp_path: Path) -> 
         capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 0, res.stderr
+    # The image installs from its sources the same way, in /app: what the build leaves there
+    # must go in the same RUN step, or the image carries a second copy of the package.
+    left = {p.name for p in source.iterdir()} - {"attnviz", "pyproject.toml", "README.md"}
+    assert left, "the build wrote nothing beside the sources: the clean-up below tests nothing"
+    (install,) = [line for line in re.sub(r"\\\n", " ", DOCKERFILE).splitlines()
+                  if line.startswith("RUN ") and re.search(r"pip install --no-deps \.(\s|$)", line)]
+    cleanup = re.search(r"rm -rf ([^&]+)", install)
+    removed = set(cleanup.group(1).split()) if cleanup else set()
+    assert left <= removed, f"the image keeps {sorted(left - removed)} in /app"
     (wheel,) = (tmp_path / "dist").glob("attnviz-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
