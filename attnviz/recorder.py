@@ -14,6 +14,7 @@ start of the autograd graph for a CAM).
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 import threading
 import weakref
@@ -143,6 +144,17 @@ def _finisher() -> ThreadPoolExecutor:
         if _FINISHER is None:
             _FINISHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="attnviz-finish")
         return _FINISHER
+
+
+def _forget_finisher_in_child() -> None:
+    """A forked child inherits the pool but none of its threads; work submitted to it would
+    wait for ever. The child starts a pool of its own on first use instead."""
+    global _FINISHER, _FINISHER_LOCK
+    _FINISHER, _FINISHER_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_finisher_in_child)
 
 
 _NAMES: weakref.WeakKeyDictionary[nn.Module, dict[int, str]] = weakref.WeakKeyDictionary()

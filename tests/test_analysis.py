@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -326,3 +327,28 @@ def test_an_error_in_the_energies_reaches_the_caller_and_the_model_still_works(
             analyze(cat, default_model)
     a = analyze(cat, default_model)
     assert a.records and all(np.isfinite(r.data).all() for r in a.records)
+
+
+def _finish_in_a_forked_child() -> None:
+    rec = Recorder()
+    done: list[bool] = []
+    rec.defer(lambda: done.append(True))
+    rec.finish_in_background(torch.device("cpu")).result(timeout=20)
+    raise SystemExit(0 if done == [True] else 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_gets_its_own_worker_thread():
+    """A forked child inherits the pool but not its threads: without a fresh pool, deferred
+    work submitted there would wait for a worker that does not exist."""
+    import multiprocessing
+
+    Recorder().finish_in_background(torch.device("cpu")).result(timeout=20)  # pool started
+    child = multiprocessing.get_context("fork").Process(target=_finish_in_a_forked_child)
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("the deferred work never ran in the forked child")
+    assert child.exitcode == 0
