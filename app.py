@@ -424,8 +424,9 @@ with top_col:
     st.download_button("ZIP bundle of the whole analysis", data=whole_bundle,
                        file_name="attnviz-analysis.zip", mime="application/zip",
                        key="zip_bundle", on_click="ignore", icon=":material/folder_zip:",
-                       help="Per photo: PNG overlays, raw maps (.npz), summary.json; plus "
-                            "manifest.json with model, weights, settings and predictions.")
+                       help="Per photo: PNG overlays (on the page's normalisation), raw maps "
+                            "(.npz), summary.json; plus manifest.json with model, weights, "
+                            "settings, predictions and the overlays' value ranges.")
 
 # --- the views ------------------------------------------------------------------------------
 

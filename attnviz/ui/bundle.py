@@ -10,12 +10,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from attnviz import __version__
 from attnviz.analysis import Analysis
-from attnviz.export import analysis_files, safe_name, zip_bundle
+from attnviz.cam import CAM_METHODS
+from attnviz.export import analysis_files, overlay_maps, safe_name, zip_bundle
+from attnviz.ui.normalization import NORMALIZATIONS, Scales, fit_scales
 from attnviz.ui.views import Display, batch_row
 
 
@@ -34,17 +36,69 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+_OVERLAY_SCALES = {
+    "map": "each PNG overlay is scaled by its own range",
+    "layer": "the PNG overlays of one record (layer and kind) or of one CAM method share one "
+             "range across the images of this bundle (overlay_ranges)",
+    "global": "the attention overlays share one range, the CAM overlays another "
+              "(overlay_ranges)",
+}
+
+
+def _is_cam(key: str) -> bool:
+    group, _, name = key.partition("/")
+    return group == "cam" and name in CAM_METHODS
+
+
+@dataclass(frozen=True)
+class OverlayScales:
+    """The app's normalisation applied to a bundle's overlays, fitted over every image by the
+    groups the files are named by (``export.overlay_maps``). CAMs get scales of their own: the
+    package has already scaled them to [0, 1], and on one scale with raw attention values
+    (SimAM energies run to the hundreds) they would come out blank."""
+
+    attention: Scales
+    cams: Scales
+
+    def range_of(self, key: str) -> tuple[float, float] | None:
+        scale = (self.cams if _is_cam(key) else self.attention).of(key)
+        return (scale.lo, scale.hi) if scale is not None else None
+
+    def ranges(self) -> dict[str, list[float]]:
+        """The fitted ranges, for the manifest (empty per map)."""
+        out: dict[str, list[float]] = {}
+        for name, scales in (("attention", self.attention), ("cam", self.cams)):
+            if scales.shared is not None and scales.shared.usable:
+                out[name] = [scales.shared.lo, scales.shared.hi]
+            out.update({str(k): [v.lo, v.hi] for k, v in scales.by_group.items() if v.usable})
+        return out
+
+
+def overlay_scales(named: Sequence[tuple[str, Analysis]], display: Display) -> OverlayScales:
+    maps = [(key, values) for _, a in named for key, values in overlay_maps(a).items()]
+    mode = display.normalization
+    return OverlayScales(
+        attention=fit_scales(((k, v) for k, v in maps if not _is_cam(k)), mode),
+        cams=fit_scales(((k, v) for k, v in maps if _is_cam(k)), mode),
+    )
+
+
 def manifest(
     named: Sequence[tuple[str, Analysis]], folders: Sequence[str], *, model: dict[str, Any],
-    settings: dict[str, Any], display: Display,
+    settings: dict[str, Any], display: Display, scales: OverlayScales | None = None,
 ) -> dict[str, Any]:
     """What a reader of the bundle needs to reproduce it: model, weights, settings, results."""
+    scales = scales if scales is not None else overlay_scales(named, display)
+    ranges = scales.ranges()
     return {
         "attnviz": __version__,
         "model": model,
         "analysis_settings": settings,
-        "display": {**asdict(display), "overlays": "each PNG overlay is scaled by its own range; "
-                    "maps.npz holds the raw values"},
+        "display": {**asdict(display),
+                    "normalization_title": NORMALIZATIONS[display.normalization],
+                    "overlays": _OVERLAY_SCALES[display.normalization]
+                    + "; maps.npz holds the raw values",
+                    **({"overlay_ranges": ranges} if ranges else {})},
         "images": [
             {"name": name, "folder": folder, "weights": a.weights, "device": a.device,
              "top5": [{"index": p.index, "label": p.label, "probability": p.probability}
@@ -59,16 +113,19 @@ def bundle_zip(
     named: Sequence[tuple[str, Analysis]], *, model: dict[str, Any], settings: dict[str, Any],
     display: Display,
 ) -> bytes:
-    """The ZIP: one folder per image (overlays, maps.npz, summary.json) and manifest.json."""
+    """The ZIP: one folder per image (overlays, maps.npz, summary.json) and manifest.json.
+
+    The overlays follow the app's normalisation: per map, per layer across the images, or one
+    global scale, so that the files compare as the page did."""
     folders = unique_names([name for name, _ in named])
+    scales = overlay_scales(named, display)
     entries = {
         folder: analysis_files(a, cmap=display.cmap, alpha=display.alpha,
-                               extra={"input": name})
+                               extra={"input": name}, range_of=scales.range_of)
         for (name, a), folder in zip(named, folders)
     }
-    return zip_bundle(
-        entries, manifest(named, folders, model=model, settings=settings, display=display)
-    )
+    return zip_bundle(entries, manifest(named, folders, model=model, settings=settings,
+                                        display=display, scales=scales))
 
 
 def batch_csv(named: Sequence[tuple[str, Analysis]]) -> bytes:
