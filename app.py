@@ -23,6 +23,7 @@ from attnviz.ui.bundle import batch_csv, bundle_zip
 from attnviz.ui.feedback import guarded
 from attnviz.ui.learn import LESSONS
 from attnviz.ui.normalization import NORMALIZATIONS
+from attnviz.ui.remember import keep, recall
 from attnviz.zoo import DEFAULT_MODEL_ID
 
 TABS = ("Overview", "SimAM energy", "CBAM spatial mask", "Channel weights", "Grad-CAM",
@@ -463,17 +464,22 @@ def simam_tab() -> None:
         st.info(catalog.missing_message("SimAM energy", ["simam"], choices))
         return
     c1, c2, c3 = st.columns(3)
-    reduce = c1.radio("Across channels", list(views.REDUCTIONS), key="simam_reduce",
-                      format_func=views.REDUCTIONS.get, horizontal=True)
-    channel = c2.number_input("Channel", 0, 4095, 0, key="simam_channel",
-                              disabled=reduce != "channel")
+    ss, reductions = st.session_state, list(views.REDUCTIONS)
+    reduce = keep(ss, "simam_reduce", c1.radio(
+        "Across channels", reductions, key="simam_reduce", format_func=views.REDUCTIONS.get,
+        horizontal=True, index=reductions.index(recall(ss, "simam_reduce", "mean", reductions))))
+    channel = keep(ss, "simam_channel", c2.number_input(
+        "Channel", 0, 4095, recall(ss, "simam_channel", 0), key="simam_channel",
+        disabled=reduce != "channel"))
     records = [r for r in views.energy_records(analysis)
                if display.shows(r.layer, r.stage)]
     if not records:
         st.info("No SimAM layer in the chosen stages and layers.")
         return
-    layer = c3.selectbox("Layer for the channel grid", [r.layer for r in records],
-                         index=len(records) // 2, key="simam_layer")
+    names = [r.layer for r in records]
+    layer = keep(ss, "simam_layer", c3.selectbox(
+        "Layer for the channel grid", names, key="simam_layer",
+        index=names.index(recall(ss, "simam_layer", names[len(names) // 2], names))))
     energy = [views.energy_items(a, reduce, int(channel)) for _, a in batch]
     per_image = [views.filter_display(items, display) for items, _ in energy]
     skipped = energy[here][1]
@@ -515,9 +521,12 @@ def weights_tab() -> None:
         st.info("No block with channel weights in the chosen stages and layers.")
         return
     c1, c2 = st.columns([3, 1])
-    layer = c1.selectbox("Block", [r.layer for r in records], index=len(records) - 1,
-                         key="weights_layer")
-    top_k = c2.slider("Top-k", 1, 16, 8, key="weights_top_k")
+    ss, names = st.session_state, [r.layer for r in records]
+    layer = keep(ss, "weights_layer", c1.selectbox(
+        "Block", names, key="weights_layer",
+        index=names.index(recall(ss, "weights_layer", names[-1], names))))
+    top_k = keep(ss, "weights_top_k", c2.slider(
+        "Top-k", 1, 16, recall(ss, "weights_top_k", 8), key="weights_top_k"))
     rec = next(r for r in records if r.layer == layer)
     data = pd.DataFrame(views.weights_chart_rows(rec, top_k))
     chart = alt.Chart(data).mark_bar().encode(
@@ -589,8 +598,10 @@ def compare_tab() -> None:
     options = (catalog.comparable(model_id, choices) if own is None
                else custom_model.comparable(model, choices))
     title = {**{c.id: c.title for c in choices}, model_id: model.spec.title}
-    picked = st.multiselect("Models to compare", options, default=options[:4],
-                            key="compare_models", format_func=title.get)
+    ss = st.session_state
+    picked = keep(ss, "compare_models", st.multiselect(
+        "Models to compare", options, default=recall(ss, "compare_models", options[:4], options),
+        key="compare_models", format_func=title.get))
     shared = target if target is not None else analysis.target
     st.caption(f"Shared target class for every model: **{model.labels[shared]}** ({shared}). "
                "Offered: the current model and every model with the same classes whose weights "
@@ -649,9 +660,12 @@ def ablation_tab() -> None:
         st.info(catalog.missing_message(what, ["se", "cbam", "simam", "bam"], [
             c for c in choices if c.placement in ("fitted", "native")]))
         return
-    every = st.toggle(f"Switch off all {len(layers)} attention modules", key="ablate_all")
-    off = layers if every else st.multiselect("Switch off (run as identity)", layers,
-                                              key="ablate", placeholder="pick attention layers")
+    ss = st.session_state
+    every = keep(ss, "ablate_all", st.toggle(f"Switch off all {len(layers)} attention modules",
+                                             recall(ss, "ablate_all", False), key="ablate_all"))
+    off = layers if every else keep(ss, "ablate", st.multiselect(
+        "Switch off (run as identity)", layers, recall(ss, "ablate", [], layers), key="ablate",
+        placeholder="pick attention layers"))
     if not off:
         st.info("Pick one or more attention layers to see what the network does without them.")
         return

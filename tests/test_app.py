@@ -206,6 +206,43 @@ def test_cbam_model_fills_the_mask_weights_ablation_and_learn_tabs(cbam_checkpoi
     assert len(live) == 2  # CBAM's channel and spatial lessons
     assert "This model has no SimAM energy" in infos(at)
 
+    # Tabs draw lazily, and Streamlit forgets undrawn widgets: the picks must survive the visit.
+    at.session_state["tab"] = "Channel weights"
+    run(at)
+    at.slider(key="weights_top_k").set_value(3)
+    first = at.selectbox(key="weights_layer").options[0]
+    at.selectbox(key="weights_layer").set_value(first)
+    run(at)
+    at.session_state["tab"] = "Ablation"
+    run(at)
+    at.session_state["tab"] = "Channel weights"
+    run(at)
+    assert at.slider(key="weights_top_k").value == 3
+    assert at.selectbox(key="weights_layer").value == first
+    assert '"top 3"' in at.get("vega_lite_chart")[0].proto.spec  # the chart follows them
+    assert any(f"channels of `{first}`" in m.value for m in at.markdown)
+    at.session_state["tab"] = "Ablation"
+    run(at)
+    assert at.toggle(key="ablate_all").value is True
+
+
+def test_simam_tab_settings_survive_a_visit_to_another_tab():
+    at = page("SimAM energy")
+    at.radio(key="simam_reduce").set_value("channel")
+    run(at)
+    at.number_input(key="simam_channel").set_value(5)
+    last = at.selectbox(key="simam_layer").options[-1]
+    at.selectbox(key="simam_layer").set_value(last)
+    run(at)
+    for tab in ("Overview", "SimAM energy"):
+        at.session_state["tab"] = tab
+        run(at)
+    assert at.radio(key="simam_reduce").value == "channel"
+    assert at.number_input(key="simam_channel").value == 5
+    assert at.selectbox(key="simam_layer").value == last
+    assert any(" · channel 5 · " in c for c in captions(at))
+    assert any(f"channels of `{last}`" in m.value for m in at.markdown)
+
 
 def test_batch_of_two_samples_gives_rows_and_a_csv():
     at = page("Batch")
