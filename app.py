@@ -15,6 +15,7 @@ from attnviz.cam import CAM_METHODS, CAM_TITLES
 from attnviz.charts import blocks_heatmap_figure, channel_weights_figure, figure_png
 from attnviz.custom import select_records
 from attnviz.devices import available_devices
+from attnviz.inputs import SUPPORTED_SUFFIXES
 from attnviz.memory import keep_freed_memory
 from attnviz.render import colormap_names
 from attnviz.samples import sample_paths
@@ -29,7 +30,7 @@ from attnviz.zoo import DEFAULT_MODEL_ID
 TABS = ("Overview", "SimAM energy", "CBAM spatial mask", "Channel weights", "Grad-CAM",
         "Localisation", "Compare", "Ablation", "Learn", "Batch")
 DEFAULT_CAMS = tuple(m for m in CAM_METHODS if m != "scorecam")
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+UPLOAD_TYPES = list(SUPPORTED_SUFFIXES)
 CHECKPOINT_TYPES = ["safetensors", "pth", "pt", "bin", "tar"]
 CHECKPOINT_MAX_MB = 512  # photos stay at the server's 50 MB; a ResNet-50 checkpoint is ~100 MB
 TILE_WIDTH = 230

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
 from attnviz.errors import ImageError, SettingsError
 
@@ -40,9 +40,16 @@ MAX_SIDE = 2048
 MIN_SIDE = 1
 
 # Pillow format ids handed to ``Image.open(formats=...)``; MPO (phone JPEGs with extra
-# pictures) arrives through the JPEG plugin and is therefore accepted too.
-SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-SUPPORTED_LABEL = "JPEG, PNG, WebP, GIF, BMP, TIFF"
+# pictures) arrives through the JPEG plugin and is therefore accepted too. AVIF (what browsers
+# save many web pictures as, and some phones shoot) where this Pillow decodes it: its wheels
+# carry libavif; a Pillow built without it refuses AVIF by name.
+AVIF_READABLE: bool = bool(features.check("avif"))
+SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF",
+                                      *(("AVIF",) if AVIF_READABLE else ()))
+SUPPORTED_LABEL = "JPEG, PNG, WebP, GIF, BMP, TIFF" + (", AVIF" if AVIF_READABLE else "")
+# File name endings of those formats, for upload pickers and folder scans.
+SUPPORTED_SUFFIXES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff",
+                                       *(("avif",) if AVIF_READABLE else ()))
 
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
@@ -415,12 +422,13 @@ def _unsupported_message(data: bytes, label: str) -> str:
     supported = f"supported formats: {SUPPORTED_LABEL}"
     head = data[:4096]
     guessed = _guess_format(data)
-    if guessed in ("AVIF", "HEIC", "HEIF"):
+    if guessed in ("HEIC", "HEIF") or (guessed == "AVIF" and not AVIF_READABLE):
         return (f"{guessed} images are not supported; convert it to JPEG or PNG "
                 f"(on iPhone: Settings > Camera > Formats > Most Compatible); {supported}")
     if guessed and guessed != "BMP":
-        return (f"the file starts like a {guessed} but its header is damaged or unreadable; "
-                f"export it again ({supported})")
+        article = "an" if guessed[0] in "AEIOU" else "a"
+        return (f"the file starts like {article} {guessed} but its header is damaged or "
+                f"unreadable; export it again ({supported})")
     if head.startswith(b"%PDF"):
         return f"this is a PDF document, not an image; export the page as PNG or JPEG ({supported})"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()

@@ -189,9 +189,31 @@ def test_heic_is_named_and_supported_formats_listed() -> None:
     assert "JPEG, PNG, WebP, GIF, BMP, TIFF" in err
 
 
-def test_avif_is_refused_even_though_this_pillow_can_read_it() -> None:
+def test_avif_decodes_with_the_pinned_pillow() -> None:
+    """Pillow's wheels carry libavif: AVIF (what browsers save many web pictures as) is a
+    supported format, picked in the app and found in folders like the others."""
+    assert inputs.AVIF_READABLE and "AVIF" in SUPPORTED_LABEL
+    img = halves(40, 20)
+    result = load_image(encode(img, "AVIF", quality=95), name="web.avif")
+    assert_rgb(result, 20, 40)
+    assert result.array[10, 5, 0] > 200 and result.array[10, 35, 2] > 200  # red left, blue right
+    from attnviz.datasets.folder import IMAGE_SUFFIXES
+
+    assert ".avif" in IMAGE_SUFFIXES
+
+
+def test_avif_is_refused_by_name_where_pillow_cannot_read_it(monkeypatch) -> None:
+    monkeypatch.setattr(inputs, "AVIF_READABLE", False)
+    monkeypatch.setattr(inputs, "SUPPORTED_FORMATS",
+                        tuple(f for f in inputs.SUPPORTED_FORMATS if f != "AVIF"))
     err = str(error_of(encode(photo(16, 16), "AVIF")))
-    assert "AVIF images are not supported" in err and SUPPORTED_LABEL in err
+    assert "AVIF images are not supported" in err
+
+
+def test_a_damaged_avif_is_called_damaged_not_unsupported() -> None:
+    data = encode(photo(16, 16), "AVIF")
+    err = str(error_of(data[:40]))
+    assert "starts like an AVIF but its header is damaged" in err
 
 
 @pytest.mark.parametrize("fmt", ["PCX", "TGA", "ICO"])

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.errors import AttnvizError, SettingsError
+from attnviz.inputs import SUPPORTED_SUFFIXES
 from attnviz.preprocess import Preprocessing
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {f".{suffix}" for suffix in SUPPORTED_SUFFIXES}
 _VAL_NAMES = ("val", "heldout", "test")
 
 
