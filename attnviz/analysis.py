@@ -241,11 +241,12 @@ def _pass(model: LoadedModel, x: torch.Tensor, recorder: Recorder, grad: bool,
                             progress=progress)
         t_cam = time.perf_counter() - t1
     finally:
+        # Also on an error: the worker must be done with this pass's tensors before it ends.
+        t2 = time.perf_counter()
         wait([finishing])
-    t2 = time.perf_counter()
-    finishing.result()
-    times = {"forward": t_forward, "cam": t_cam, **cam_times,
-             "observe_wait": time.perf_counter() - t2}
+        t_wait = time.perf_counter() - t2
+    finishing.result()  # re-raises what the deferred work raised
+    times = {"forward": t_forward, "cam": t_cam, **cam_times, "observe_wait": t_wait}
     return logits, top, targets, cams, times
 
 

@@ -310,6 +310,7 @@ def test_analysis_waits_for_slow_energies(default_model, cat, monkeypatch):
     expected = simam_energy(outputs[-1], 1e-4)[0].numpy()
     (record,) = [r for r in a.records if r.layer == layer]
     np.testing.assert_allclose(record.data, expected, rtol=1e-4, atol=1e-5)
+    assert a.timings["observe_wait"] >= 0.3  # the wait is timed, not the moment after it
 
 
 def test_an_error_in_the_energies_reaches_the_caller_and_the_model_still_works(
