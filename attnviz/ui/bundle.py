@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from attnviz import __version__
 from attnviz.analysis import Analysis
 from attnviz.cam import CAM_METHODS
@@ -74,9 +76,9 @@ class OverlayScales:
         return out
 
 
-def overlay_scales(named: Sequence[tuple[str, Analysis]], display: Display) -> OverlayScales:
-    maps = [(key, values) for _, a in named for key, values in overlay_maps(a).items()]
-    mode = display.normalization
+def overlay_scales(per_image: Sequence[dict[str, np.ndarray]], mode: str) -> OverlayScales:
+    """Fit the scales over each image's ``export.overlay_maps``."""
+    maps = [(key, values) for image_maps in per_image for key, values in image_maps.items()]
     return OverlayScales(
         attention=fit_scales(((k, v) for k, v in maps if not _is_cam(k)), mode),
         cams=fit_scales(((k, v) for k, v in maps if _is_cam(k)), mode),
@@ -88,7 +90,8 @@ def manifest(
     settings: dict[str, Any], display: Display, scales: OverlayScales | None = None,
 ) -> dict[str, Any]:
     """What a reader of the bundle needs to reproduce it: model, weights, settings, results."""
-    scales = scales if scales is not None else overlay_scales(named, display)
+    if scales is None:
+        scales = overlay_scales([overlay_maps(a) for _, a in named], display.normalization)
     ranges = scales.ranges()
     return {
         "attnviz": __version__,
@@ -118,11 +121,12 @@ def bundle_zip(
     The overlays follow the app's normalisation: per map, per layer across the images, or one
     global scale, so that the files compare as the page did."""
     folders = unique_names([name for name, _ in named])
-    scales = overlay_scales(named, display)
+    maps = [overlay_maps(a) for _, a in named]  # once: the scales and the files both need them
+    scales = overlay_scales(maps, display.normalization)
     entries = {
         folder: analysis_files(a, cmap=display.cmap, alpha=display.alpha,
-                               extra={"input": name}, range_of=scales.range_of)
-        for (name, a), folder in zip(named, folders)
+                               extra={"input": name}, range_of=scales.range_of, maps=m)
+        for (name, a), folder, m in zip(named, folders, maps)
     }
     return zip_bundle(entries, manifest(named, folders, model=model, settings=settings,
                                         display=display, scales=scales))
