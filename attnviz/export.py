@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.analysis import Analysis
+from attnviz.cam import CAM_METHODS
 from attnviz.charts import channel_weights_figure, figure_png
 from attnviz.render import overlay, to_png_bytes
 
@@ -70,9 +71,18 @@ def overlay_maps(analysis: Analysis) -> dict[str, np.ndarray]:
     return maps
 
 
+def is_cam_key(key: str) -> bool:
+    """Whether an ``overlay_maps``/``raw_maps`` key names a CAM (``cam/<method>``) rather than
+    a record of a layer that happens to be called ``cam``."""
+    group, _, name = key.partition("/")
+    return group == "cam" and name in CAM_METHODS
+
+
 def _png_name(key: str) -> str:
     group, _, name = key.partition("/")
-    return f"cam_{safe_name(name)}.png" if group == "cam" else f"{safe_name(f'{group}_{name}')}.png"
+    if is_cam_key(key):
+        return f"cam_{safe_name(name)}.png"
+    return f"{safe_name(f'{group}_{name}')}.png"
 
 
 def analysis_files(

@@ -17,8 +17,7 @@ import numpy as np
 
 from attnviz import __version__
 from attnviz.analysis import Analysis
-from attnviz.cam import CAM_METHODS
-from attnviz.export import analysis_files, overlay_maps, safe_name, zip_bundle
+from attnviz.export import analysis_files, is_cam_key, overlay_maps, safe_name, zip_bundle
 from attnviz.ui.normalization import NORMALIZATIONS, Scales, fit_scales
 from attnviz.ui.views import Display, batch_row
 
@@ -47,11 +46,6 @@ _OVERLAY_SCALES = {
 }
 
 
-def _is_cam(key: str) -> bool:
-    group, _, name = key.partition("/")
-    return group == "cam" and name in CAM_METHODS
-
-
 @dataclass(frozen=True)
 class OverlayScales:
     """The app's normalisation applied to a bundle's overlays, fitted over every image by the
@@ -63,7 +57,7 @@ class OverlayScales:
     cams: Scales
 
     def range_of(self, key: str) -> tuple[float, float] | None:
-        scale = (self.cams if _is_cam(key) else self.attention).of(key)
+        scale = (self.cams if is_cam_key(key) else self.attention).of(key)
         return (scale.lo, scale.hi) if scale is not None else None
 
     def ranges(self) -> dict[str, list[float]]:
@@ -80,8 +74,8 @@ def overlay_scales(per_image: Sequence[dict[str, np.ndarray]], mode: str) -> Ove
     """Fit the scales over each image's ``export.overlay_maps``."""
     maps = [(key, values) for image_maps in per_image for key, values in image_maps.items()]
     return OverlayScales(
-        attention=fit_scales(((k, v) for k, v in maps if not _is_cam(k)), mode),
-        cams=fit_scales(((k, v) for k, v in maps if _is_cam(k)), mode),
+        attention=fit_scales(((k, v) for k, v in maps if not is_cam_key(k)), mode),
+        cams=fit_scales(((k, v) for k, v in maps if is_cam_key(k)), mode),
     )
 
 
