@@ -120,9 +120,9 @@ class Recorder:
         future is done (``result()`` re-raises what the work raised).
 
         An analysis takes its CAM backward, top-5 and maps meanwhile: small, latency-bound
-        steps that leave a CPU core idle. Measured on the default model (2-core VM, one
-        process, in turns), overlapping its 16 SimAM energies with them took the analysis from
-        1.21-1.24x to 1.17-1.19x a bare forward. On an accelerator the work runs here, on the
+        steps that leave a CPU core idle. On the default model (2-core VM), overlapping its 16
+        SimAM energies with them took the analysis from 1.245x to 1.18x a bare forward in the
+        median of ``benchmarks/run_all.py`` (README). On an accelerator the work runs here, on the
         caller's stream: queuing its kernels is all a thread could overlap.
         """
         if device.type == "cpu":
